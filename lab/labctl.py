@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Control the local lab: host prerequisites, dockerd, the systemd base image and the lab nodes.
+
+The lab is this project's stand-in for a customer intranet: systemd containers on the
+host network play the GPU nodes, and the mirror (lab/mirror.py) on 127.0.0.1 plays Nexus.
+Only the standard library is used, so this runs before the project's venv exists.
+
+Usage: python3 lab/labctl.py {host|image|nodes-up|nodes-down|summary|down}
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".lab"
+BASE_IMAGE = os.environ.get("LAB_BASE_IMAGE", "chatfleet/debian-systemd:bookworm")
+LAB_INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
+DOCKERD_MARKER = STATE_DIR / "dockerd.pid"
+
+# Debian packages the control machine needs for the lab and the tests.
+HOST_PACKAGES = ["docker.io", "debootstrap", "git", "git-lfs", "nginx-light", "apt-utils", "rsync"]
+# Packages baked into the base image: what a freshly installed node has, plus systemd.
+IMAGE_PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-apt", "sudo", "dbus", "iproute2", "ca-certificates"]
+
+
+def log(msg: str) -> None:
+    print(f"[lab] {msg}", flush=True)
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, **kwargs)
+
+
+def missing_host_packages() -> list[str]:
+    missing = []
+    for pkg in HOST_PACKAGES:
+        probe = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
+        if "install ok installed" not in probe.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def ensure_host_packages() -> None:
+    missing = missing_host_packages()
+    if not missing:
+        return
+    log(f"installing host packages: {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env)
+    # nginx-light must not start a system-wide nginx on port 80: the lab runs its own instance.
+    policy = Path("/usr/sbin/policy-rc.d")
+    created_policy = not policy.exists()
+    if created_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+    finally:
+        if created_policy:
+            policy.unlink()
+
+
+def docker_ok() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def ensure_dockerd() -> None:
+    if docker_ok():
+        return
+    STATE_DIR.mkdir(exist_ok=True)
+    log("starting dockerd in the background")
+    logfile = open(STATE_DIR / "dockerd.log", "ab")
+    proc = subprocess.Popen(["dockerd"], stdout=logfile, stderr=logfile, start_new_session=True)
+    DOCKERD_MARKER.write_text(str(proc.pid))
+    for _ in range(60):
+        if docker_ok():
+            return
+        time.sleep(1)
+    sys.exit(f"dockerd did not come up; see {STATE_DIR / 'dockerd.log'}")
+
+
+def stop_dockerd_if_ours() -> None:
+    """Stop dockerd only when the lab started it, so lab-down leaves the machine as it was."""
+    if not DOCKERD_MARKER.exists():
+        return
+    pid = int(DOCKERD_MARKER.read_text())
+    remaining = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split()
+    if remaining:
+        log(f"leaving dockerd running: {len(remaining)} containers not made by the lab exist")
+        return
+    log("stopping the dockerd the lab started")
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        pass
+    DOCKERD_MARKER.unlink()
+
+
+def debian_mirror() -> str:
+    """The Debian archive this machine already uses (read, never hard-coded)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in path.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if parts[:1] == ["deb"] and "security" not in line:
+                    return next(p for p in parts[1:] if "://" in p)
+    sys.exit("no Debian archive found in /etc/apt sources: debootstrap needs one")
+
+
+def image_exists() -> bool:
+    return subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode == 0
+
+
+def ensure_image() -> None:
+    if image_exists():
+        return
+    log(f"building {BASE_IMAGE} with debootstrap (cached after the first build)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="lab-rootfs-") as rootfs:
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(IMAGE_PACKAGES)}",
+             "bookworm", rootfs, debian_mirror()], stdout=subprocess.DEVNULL)
+        # A node as installed: no apt lists yet; the nexus_mirror role points apt at the mirror.
+        shutil.rmtree(Path(rootfs, "var/lib/apt/lists"), ignore_errors=True)
+        Path(rootfs, "var/lib/apt/lists/partial").mkdir(parents=True)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        run(["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", BASE_IMAGE],
+            stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        tar.wait()
+    log(f"image built in {time.monotonic() - started:.0f}s")
+
+
+def ansible_playbook(*args: str) -> None:
+    env = dict(os.environ, CHATFLEET_ROOT=str(ROOT), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), *args], cwd=ROOT, env=env)
+
+
+def nodes_up() -> None:
+    ansible_playbook("-i", str(LAB_INVENTORY), "lab/playbooks/nodes.yml")
+
+
+def lab_containers() -> list[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=chatfleet.lab=lab"],
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+def nodes_down() -> None:
+    ids = lab_containers()
+    if ids:
+        log(f"removing {len(ids)} lab nodes")
+        run(["docker", "rm", "-f", "-v", *ids], stdout=subprocess.DEVNULL)
+
+
+def summary() -> None:
+    ansible_playbook("-i", str(LAB_INVENTORY), "lab/playbooks/summary.yml")
+
+
+def down() -> None:
+    if docker_ok():
+        nodes_down()
+    mirror = ROOT / "lab" / "mirror.py"
+    python = ROOT / ".venv" / "bin" / "python"
+    if mirror.exists():
+        run([str(python if python.exists() else sys.executable), str(mirror), "stop"])
+    if docker_ok():
+        stop_dockerd_if_ours()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["host", "image", "nodes-up", "nodes-down", "summary", "down"])
+    args = parser.parse_args()
+    if args.command == "host":
+        ensure_host_packages()
+        ensure_dockerd()
+    elif args.command == "image":
+        ensure_dockerd()
+        ensure_image()
+    elif args.command == "nodes-up":
+        nodes_up()
+    elif args.command == "nodes-down":
+        nodes_down()
+    elif args.command == "summary":
+        summary()
+    elif args.command == "down":
+        down()
+
+
+if __name__ == "__main__":
+    main()
