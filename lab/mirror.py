@@ -1,0 +1,607 @@
+#!/usr/bin/env python3
+"""The lab's offline mirror: the stand-in for the customers' Nexus, on 127.0.0.1 only.
+
+Usage (with the project venv, which has the pinned servers from lab/requirements-mirror.txt):
+
+    .venv/bin/python lab/mirror.py up       # build what is missing, then start (idempotent; ~1 s when up)
+    .venv/bin/python lab/mirror.py build    # (re)build the content only; cached, see below
+    .venv/bin/python lab/mirror.py start    # start the servers, wait until every endpoint answers
+    .venv/bin/python lab/mirror.py stop     # stop every process it started, remove .lab/mirror/run
+    .venv/bin/python lab/mirror.py status   # endpoint -> up/down (exit 1 when any is down)
+
+`make mirror` runs `up`; `make lab-down` runs `stop` (through labctl.py down).
+
+Endpoints (base http://127.0.0.1:18080, port from LAB_MIRROR_PORT), the lab column of
+CONTRIBUTING.md's "Mirror URL contract":
+
+    /repository/pypi-proxy/simple/   pypiserver (a real PyPI simple index) serving .lab/mirror/pypi/:
+                                     the requirements in lab/mirror/pypi-packages.txt with their
+                                     dependencies, fetched by `pip download` from this machine's
+                                     configured index for CPython 3.11 on x86_64 (the nodes' Python).
+    /repository/raw-hosted/          static files (autoindex): lab/mirror/raw/ plus generated files
+                                     (lab/hello-1.0.0.tar.gz), a <file>.sha256 per file, SHA256SUMS.
+    /repository/apt-debian/          Debian-layout apt repository, suite bookworm, component main,
+                                     amd64, UNSIGNED (nodes need `[trusted=yes]`): the packages in
+                                     lab/mirror/apt-packages.txt plus exactly the dependencies that a
+                                     node made from the base image lacks (no Recommends), computed by
+                                     `apt-get install --download-only` in a throwaway container.
+    /repository/models/<org>/<repo>.git
+                                     bare git repositories over git's dumb HTTP protocol; Git LFS
+                                     objects come from giftless (local storage) through
+                                     <repo>.git/info/lfs/, git-lfs's default endpoint, so a plain
+                                     `git clone` with git-lfs installed fetches real content.
+                                     Read-only through the front door. Built: lab/tiny-gpt2.
+    /repository/conda-proxy/         404: no conda channel (nor conda/micromamba binary) can be
+                                     obtained on the lab machines, so there is nothing to serve.
+
+Ports: nginx on LAB_MIRROR_PORT (18080), pypiserver on +1, giftless (waitress) on +2.
+State under .lab/mirror/ (git-ignored): content in pypi/, raw/, apt/, models/, lfs/;
+pid files and rendered configs in run/; logs in log/; build stamps in stamps/.
+
+Caching: each build step records a stamp (hash of its inputs: package list, base image id,
+generator version); a step whose stamp matches is skipped, so a warm `up` only checks the
+servers. Delete .lab/mirror/stamps/ (or the content dir) to force a step. The pypi step keeps
+already-downloaded files; the apt step seeds apt's archive dir with the current pool so only
+missing .deb files are downloaded.
+
+Host needs (installed by `labctl.py host`): nginx-light, apt-utils (apt-ftparchive), git,
+git-lfs, docker (running) and the base image (`labctl.py image`).
+Registry host names are never written here: pip uses its configured index, apt the
+host's /etc/apt sources.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "lab" / "mirror"
+STATE = ROOT / ".lab" / "mirror"
+RUN = STATE / "run"
+LOG = STATE / "log"
+STAMPS = STATE / "stamps"
+PYPI_DIR = STATE / "pypi"
+RAW_DIR = STATE / "raw"
+APT_DIR = STATE / "apt"
+MODELS_DIR = STATE / "models"
+LFS_DIR = STATE / "lfs"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+PORT = int(os.environ.get("LAB_MIRROR_PORT", "18080"))
+PYPI_PORT = PORT + 1
+LFS_PORT = PORT + 2
+HOST = "127.0.0.1"
+BASE_URL = f"http://{HOST}:{PORT}"
+BASE_IMAGE = os.environ.get("LAB_BASE_IMAGE", "chatfleet/debian-systemd:bookworm")
+APT_SUITE, APT_COMPONENT, APT_ARCH = "bookworm", "main", "amd64"
+MODELS_PREFIX = "/repository/models"
+PYPI_PREFIX = "/repository/pypi-proxy"
+
+
+def log(msg: str) -> None:
+    print(f"[mirror] {msg}", flush=True)
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, **kwargs)
+
+
+def read_list(path: Path) -> list[str]:
+    """Non-empty, non-comment lines of a package list."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_step(name: str, inputs: str, output: Path, build: Callable[[], None]) -> None:
+    """Run build() unless the stamp for `name` matches `inputs` and `output` exists."""
+    stamp = STAMPS / name
+    if output.exists() and stamp.exists() and stamp.read_text() == inputs:
+        log(f"{name}: up to date")
+        return
+    started = time.monotonic()
+    log(f"{name}: building")
+    build()
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(inputs)
+    log(f"{name}: built in {time.monotonic() - started:.1f}s")
+
+
+# --------------------------------------------------------------------------- PyPI
+
+def build_pypi() -> None:
+    reqs = CONF_DIR / "pypi-packages.txt"
+
+    def build() -> None:
+        PYPI_DIR.mkdir(parents=True, exist_ok=True)
+        # The venv's interpreter is CPython 3.11 on Debian 12 x86_64, the nodes' platform, so a plain
+        # download picks the files the nodes need. The machine's configured index is used, and pip
+        # keeps files already in the directory: only what is missing is fetched.
+        run([str(VENV_BIN / "python"), "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             "--dest", str(PYPI_DIR), "--requirement", str(reqs)])
+
+    cached_step("pypi", fingerprint(reqs.read_text()), PYPI_DIR, build)
+
+
+# --------------------------------------------------------------------------- raw-hosted
+
+RAW_GENERATED_VERSION = "1"
+
+
+def _hello_tarball() -> bytes:
+    """A small, byte-for-byte reproducible app tarball for the raw repository."""
+    files = {
+        "hello-1.0.0/bin/hello": b"#!/bin/sh\necho 'hello from the lab mirror'\n",
+        "hello-1.0.0/README": b"A sample application tarball served by the lab mirror.\n",
+    }
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.uname, info.gname = len(data), 1700000000, "root", "root"
+            info.mode = 0o755 if "/bin/" in name else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(tar_bytes.getvalue())
+    return out.getvalue()
+
+
+def build_raw() -> None:
+    source = CONF_DIR / "raw"
+    sources = sorted(p for p in source.rglob("*") if p.is_file())
+    inputs = fingerprint(RAW_GENERATED_VERSION, [(str(p.relative_to(source)), sha256_file(p)) for p in sources])
+
+    def build() -> None:
+        tmp = STATE / "raw.new"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        (tmp / "lab").mkdir(exist_ok=True)
+        (tmp / "lab" / "hello-1.0.0.tar.gz").write_bytes(_hello_tarball())
+        sums = []
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            if path.name.endswith(".sha256") or path.name == "SHA256SUMS":
+                continue
+            digest = sha256_file(path)
+            path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+            sums.append(f"{digest}  {path.relative_to(tmp)}\n")
+        (tmp / "SHA256SUMS").write_text("".join(sums))
+        shutil.rmtree(RAW_DIR, ignore_errors=True)
+        tmp.rename(RAW_DIR)
+
+    cached_step("raw", inputs, RAW_DIR, build)
+
+
+# --------------------------------------------------------------------------- apt-debian
+
+def image_id() -> str:
+    probe = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", BASE_IMAGE],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        sys.exit(f"base image {BASE_IMAGE} is missing: run `python3 lab/labctl.py image` first")
+    return probe.stdout.strip()
+
+
+def host_apt_sources() -> list[Path]:
+    """The host's apt source files (the Debian archive it already uses; never hard-coded here)."""
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+             *sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+    return [f for f in files if f.is_file() and f.stat().st_size > 0]
+
+
+def build_apt() -> None:
+    pkgs = read_list(CONF_DIR / "apt-packages.txt")
+    inputs = fingerprint(pkgs, image_id(), [p.read_text() for p in host_apt_sources()])
+
+    def build() -> None:
+        pool = APT_DIR / "pool" / APT_COMPONENT
+        work = STATE / "apt-download"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "archives" / "partial").mkdir(parents=True)
+        (work / "sources").mkdir()
+        for i, src in enumerate(host_apt_sources()):
+            shutil.copy(src, work / "sources" / f"{i:02d}-{src.name}")
+        if pool.is_dir():  # apt reuses archives already present: only the missing ones are fetched
+            for deb in pool.glob("*.deb"):
+                os.link(deb, work / "archives" / deb.name)
+        # In a throwaway container of the base image (a node as installed) with the host's sources:
+        # list the full closure apt would fetch (--print-uris, against the image's empty cache),
+        # then download it into the bind-mounted archive dir.
+        apt_opts = ("-q -o Acquire::Check-Valid-Until=false -o Acquire::Check-Date=false"
+                    " -o APT::Sandbox::User=root")
+        script = (
+            "set -e; rm -f /etc/apt/sources.list; rm -rf /etc/apt/sources.list.d/*;"
+            " cp /work/sources/* /etc/apt/sources.list.d/;"
+            f" apt-get {apt_opts} update >/dev/null;"
+            f" apt-get {apt_opts} install -y --print-uris --no-install-recommends {' '.join(pkgs)} > /work/uris;"
+            f" DEBIAN_FRONTEND=noninteractive apt-get {apt_opts} -o Dir::Cache::archives=/work/archives"
+            f" install -y --download-only --no-install-recommends {' '.join(pkgs)} >/dev/null;"
+            " chmod -R a+rX /work/archives"
+        )
+        run(["docker", "run", "--rm", "--network", "host", "--label", "chatfleet.lab=mirror-build",
+             "-v", f"{work}:/work", "--entrypoint", "/bin/sh", BASE_IMAGE, "-c", script])
+        # --print-uris lines: 'URI' FILENAME SIZE HASH. Keep exactly that closure in the pool.
+        wanted = {line.split()[1] for line in (work / "uris").read_text().splitlines()
+                  if line.startswith("'") and len(line.split()) >= 2}
+        new_pool = APT_DIR / "pool.new"
+        shutil.rmtree(new_pool, ignore_errors=True)
+        (new_pool / APT_COMPONENT).mkdir(parents=True)
+        for name in sorted(wanted):
+            deb = work / "archives" / name
+            if not deb.is_file():
+                sys.exit(f"apt did not download {name}")
+            os.link(deb, new_pool / APT_COMPONENT / name)
+        shutil.rmtree(APT_DIR / "pool", ignore_errors=True)
+        new_pool.rename(APT_DIR / "pool")
+        shutil.rmtree(work)
+        apt_index()
+        log(f"apt: {len(wanted)} packages in the pool")
+
+    cached_step("apt", inputs, APT_DIR / "dists" / APT_SUITE / "Release", build)
+
+
+def apt_index() -> None:
+    """Write dists/bookworm/{Release,main/binary-amd64/Packages{,.gz}} with apt-ftparchive."""
+    binary = APT_DIR / "dists" / APT_SUITE / APT_COMPONENT / f"binary-{APT_ARCH}"
+    binary.mkdir(parents=True, exist_ok=True)
+    packages = run(["apt-ftparchive", "packages", f"pool/{APT_COMPONENT}"], cwd=APT_DIR,
+                   capture_output=True).stdout
+    (binary / "Packages").write_bytes(packages)
+    with gzip.GzipFile(binary / "Packages.gz", "wb", mtime=0) as gz:
+        gz.write(packages)
+    (binary / "Release").write_text(
+        f"Archive: {APT_SUITE}\nSuite: {APT_SUITE}\nCodename: {APT_SUITE}\n"
+        f"Component: {APT_COMPONENT}\nArchitecture: {APT_ARCH}\n")
+    release = run(
+        ["apt-ftparchive",
+         "-o", "APT::FTPArchive::Release::Origin=chatfleet-lab",
+         "-o", "APT::FTPArchive::Release::Label=chatfleet-lab",
+         "-o", f"APT::FTPArchive::Release::Suite={APT_SUITE}",
+         "-o", f"APT::FTPArchive::Release::Codename={APT_SUITE}",
+         "-o", f"APT::FTPArchive::Release::Architectures={APT_ARCH}",
+         "-o", f"APT::FTPArchive::Release::Components={APT_COMPONENT}",
+         "-o", "APT::FTPArchive::Release::Description=chatfleet lab mirror (unsigned)",
+         "release", "."],
+        cwd=APT_DIR / "dists" / APT_SUITE, capture_output=True).stdout
+    (APT_DIR / "dists" / APT_SUITE / "Release").write_bytes(release)
+
+
+# --------------------------------------------------------------------------- models (git + LFS)
+
+MODELS_GENERATOR_VERSION = "1"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "chatfleet lab", "GIT_AUTHOR_EMAIL": "lab@chatfleet.invalid",
+    "GIT_COMMITTER_NAME": "chatfleet lab", "GIT_COMMITTER_EMAIL": "lab@chatfleet.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+    "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def tiny_gpt2_files() -> dict[str, bytes]:
+    """Placeholder content for lab/tiny-gpt2 (a later issue puts a real tiny model here)."""
+    config = {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 300,
+        "n_positions": 4096, "n_ctx": 4096, "n_embd": 32, "n_layer": 2, "n_head": 2,
+        "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "float32",
+    }
+    vocab = {"<|endoftext|>": 0, **{chr(c): i + 1 for i, c in enumerate(range(33, 127))}}
+    return {
+        "config.json": json.dumps(config, indent=2).encode() + b"\n",
+        "vocab.json": json.dumps(vocab).encode() + b"\n",
+        "merges.txt": b"#version: 0.2\n",
+        "tokenizer_config.json": json.dumps({"model_max_length": 4096, "tokenizer_class": "GPT2Tokenizer",
+                                             "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}).encode(),
+        "special_tokens_map.json": json.dumps({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                                               "unk_token": "<|endoftext|>"}).encode(),
+        # Random but reproducible bytes, so the LFS object id is stable across rebuilds.
+        "model.safetensors": random.Random(20240101).randbytes(300 * 1024),
+    }
+
+
+def publish_model_repo(org: str, name: str, files: dict[str, bytes], lfs_patterns: list[str]) -> None:
+    """(Re)create the bare repo models/<org>/<name>.git holding `files`, LFS objects pushed to giftless."""
+    bare = MODELS_DIR / org / f"{name}.git"
+    lfs_url = f"http://{HOST}:{LFS_PORT}{MODELS_PREFIX}/{org}/{name}.git/info/lfs"
+    with tempfile.TemporaryDirectory(prefix="lab-model-") as tmp:
+        env = dict(os.environ, HOME=tmp, **GIT_ENV)
+        work = Path(tmp) / "work"
+
+        def git(*args: str, cwd: Path = work) -> None:
+            run(["git", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+
+        work.mkdir()
+        git("init", "-q", "-b", "main")
+        git("lfs", "install", "--local")
+        git("config", "lfs.url", lfs_url)
+        git("config", "lfs.locksverify", "false")
+        git("lfs", "track", *lfs_patterns)
+        for rel, data in files.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_bytes(data)
+        git("add", "--all")
+        git("commit", "-q", "-m", f"{org}/{name}: lab model")
+        new_bare = bare.with_name(bare.name + ".new")
+        shutil.rmtree(new_bare, ignore_errors=True)
+        new_bare.parent.mkdir(parents=True, exist_ok=True)
+        git("init", "-q", "--bare", "-b", "main", str(new_bare), cwd=Path(tmp))
+        git("remote", "add", "origin", str(new_bare))
+        git("lfs", "push", "--all", "origin")
+        git("push", "-q", "--no-verify", "origin", "main:main")
+        git("update-server-info", cwd=new_bare)
+        run(["chmod", "-R", "a+rX", str(new_bare)])
+        shutil.rmtree(bare, ignore_errors=True)
+        new_bare.rename(bare)
+
+
+def build_models() -> None:
+    files = tiny_gpt2_files()
+    inputs = fingerprint(MODELS_GENERATOR_VERSION, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()})
+
+    def build() -> None:
+        started_here = not SERVICES["giftless"].running()
+        if started_here:
+            render_configs()
+            SERVICES["giftless"].start()
+        try:
+            publish_model_repo("lab", "tiny-gpt2", files, ["*.safetensors", "*.bin"])
+        finally:
+            if started_here:
+                SERVICES["giftless"].stop()
+
+    cached_step("models", inputs, MODELS_DIR / "lab" / "tiny-gpt2.git" / "info" / "refs", build)
+
+
+def build() -> None:
+    for d in (PYPI_DIR, RAW_DIR, APT_DIR, MODELS_DIR, LFS_DIR, LOG, STAMPS):
+        d.mkdir(parents=True, exist_ok=True)
+    build_raw()
+    build_pypi()
+    build_apt()
+    build_models()
+
+
+# --------------------------------------------------------------------------- processes
+
+def http_status(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+class Service:
+    def __init__(self, name: str, argv: Callable[[], list[str]], health: str, marker: str,
+                 env: Callable[[], dict[str, str]] | None = None) -> None:
+        self.name, self._argv, self.health, self._env = name, argv, health, env
+        self.marker = marker.encode()  # a string in the process's command line: the pid is still ours
+        self.pidfile = RUN / f"{name}.pid"
+
+    def pid(self) -> int | None:
+        """The recorded pid if that process is alive and is still ours (its cmdline names our state)."""
+        try:
+            pid = int(self.pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if self.marker in cmdline else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def healthy(self) -> bool:
+        return 200 <= http_status(self.health) < 500
+
+    def start(self) -> None:
+        if self.running():
+            return
+        LOG.mkdir(parents=True, exist_ok=True)
+        with open(LOG / f"{self.name}.log", "ab") as logfile:
+            proc = subprocess.Popen(self._argv(), stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=STATE, start_new_session=True,
+                                    env=dict(os.environ, **(self._env() if self._env else {})))
+        self.pidfile.write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pidfile.unlink(missing_ok=True)
+                sys.exit(f"{self.name} exited with {proc.returncode}; see {LOG / (self.name + '.log')}")
+            if self.healthy():
+                log(f"{self.name} up (pid {proc.pid})")
+                return
+            time.sleep(0.2)
+        sys.exit(f"{self.name} did not answer {self.health} within 30s; see {LOG / (self.name + '.log')}")
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+                time.sleep(0.1)
+            if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+                os.killpg(pid, signal.SIGKILL)
+            log(f"{self.name} stopped (pid {pid})")
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _giftless_env() -> dict[str, str]:
+    return {"GIFTLESS_CONFIG_FILE": str(RUN / "giftless.yaml")}
+
+
+SERVICES: dict[str, Service] = {
+    "pypiserver": Service(
+        "pypiserver",
+        lambda: [str(VENV_BIN / "pypi-server"), "run", "--host", HOST, "--port", str(PYPI_PORT),
+                 "--server", "auto", "--disable-fallback", "--authenticate", ".", "--passwords", ".",
+                 "--hash-algo", "sha256", "--backend", "simple-dir", "--server-base-url", PYPI_PREFIX, str(PYPI_DIR)],
+        f"http://{HOST}:{PYPI_PORT}{PYPI_PREFIX}/health", str(PYPI_DIR)),
+    "giftless": Service(
+        "giftless",
+        lambda: [str(VENV_BIN / "waitress-serve"), f"--listen={HOST}:{LFS_PORT}", f"--url-prefix={MODELS_PREFIX}",
+                 "--threads=8", "giftless.wsgi_entrypoint:app"],
+        # Any answer from the app (a 404 for an unknown route) means it is serving.
+        f"http://{HOST}:{LFS_PORT}{MODELS_PREFIX}/", f"--listen={HOST}:{LFS_PORT}",
+        _giftless_env),
+    "nginx": Service(
+        "nginx",
+        lambda: ["nginx", "-p", str(STATE) + "/", "-c", str(RUN / "nginx.conf"), "-g", "daemon off;"],
+        f"{BASE_URL}/", str(RUN / "nginx.conf")),
+}
+
+
+def render(template: Path, dest: Path, values: dict[str, str]) -> None:
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    dest.write_text(text)
+
+
+def render_configs() -> None:
+    RUN.mkdir(parents=True, exist_ok=True)
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (RUN / "nginx-tmp" / sub).mkdir(parents=True, exist_ok=True)
+    key_file = RUN / "giftless-jwt.key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    values = {
+        "USER_DIRECTIVE": "user root;" if os.geteuid() == 0 else "",
+        "RUN": str(RUN), "LOG": str(LOG), "DATA": str(STATE),
+        "PORT": str(PORT), "PYPI_PORT": str(PYPI_PORT), "LFS_PORT": str(LFS_PORT),
+        "JWT_KEY": key_file.read_text(),
+    }
+    render(CONF_DIR / "nginx.conf.in", RUN / "nginx.conf", values)
+    render(CONF_DIR / "giftless.yaml.in", RUN / "giftless.yaml", values)
+
+
+ENDPOINTS = {
+    "front door": f"{BASE_URL}/",
+    "pypi-proxy": f"{BASE_URL}/repository/pypi-proxy/simple/",
+    "raw-hosted": f"{BASE_URL}/repository/raw-hosted/SHA256SUMS",
+    "apt-debian": f"{BASE_URL}/repository/apt-debian/dists/{APT_SUITE}/Release",
+    "models (git)": f"{BASE_URL}/repository/models/lab/tiny-gpt2.git/info/refs",
+}
+LFS_BATCH = f"{BASE_URL}/repository/models/lab/tiny-gpt2.git/info/lfs/objects/batch"
+
+
+def lfs_batch_status() -> int:
+    """Ask the LFS batch API (through the front door) for tiny-gpt2's model.safetensors."""
+    data = tiny_gpt2_files()["model.safetensors"]
+    obj = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    body = json.dumps({"operation": "download", "transfers": ["basic"], "objects": [obj]}).encode()
+    return http_status(LFS_BATCH, body, {"Accept": "application/vnd.git-lfs+json",
+                                         "Content-Type": "application/vnd.git-lfs+json"})
+
+
+def endpoint_states() -> dict[str, bool]:
+    states = {name: http_status(url) == 200 for name, url in ENDPOINTS.items()}
+    states["models (lfs)"] = lfs_batch_status() == 200
+    return states
+
+
+def start() -> None:
+    if not (APT_DIR / "dists").exists() or not (MODELS_DIR / "lab").exists():
+        sys.exit("the mirror has not been built: run `lab/mirror.py up` (or build)")
+    render_configs()
+    for service in SERVICES.values():
+        if service.running() and not service.healthy():
+            log(f"{service.name} is running but not answering: restarting it")
+            service.stop()
+        service.start()
+    deadline = time.monotonic() + 30
+    while True:
+        states = endpoint_states()
+        if all(states.values()):
+            log(f"mirror up at {BASE_URL}/repository/")
+            return
+        if time.monotonic() > deadline:
+            down = ", ".join(name for name, ok in states.items() if not ok)
+            sys.exit(f"endpoints not answering: {down}; logs in {LOG}")
+        time.sleep(0.3)
+
+
+def stop() -> None:
+    for service in reversed(list(SERVICES.values())):
+        service.stop()
+    shutil.rmtree(RUN, ignore_errors=True)
+
+
+def status() -> int:
+    states = endpoint_states()
+    for name, service in SERVICES.items():
+        pid = service.pid()
+        print(f"{'process ' + name:<22} {'running (pid %d)' % pid if pid else 'stopped'}")
+    for name, ok in states.items():
+        print(f"{name:<22} {'up' if ok else 'down'}")
+    return 0 if all(states.values()) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "build", "start", "stop", "status"])
+    args = parser.parse_args()
+    started = time.monotonic()
+    STATE.mkdir(parents=True, exist_ok=True)
+    lock = open(STATE / ".lock", "w")  # one mirror.py at a time (parallel `make` targets call `up`)
+    if args.command != "status":
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    if args.command == "up":
+        build()
+        start()
+    elif args.command == "build":
+        build()
+    elif args.command == "start":
+        start()
+    elif args.command == "stop":
+        stop()
+    elif args.command == "status":
+        sys.exit(status())
+    if args.command in ("up", "build"):
+        log(f"{args.command} done in {time.monotonic() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
