@@ -3,7 +3,7 @@
 
 Usage (with the project venv, which has the pinned servers from lab/requirements-mirror.txt):
 
-    .venv/bin/python lab/mirror.py up       # build what is missing, then start (idempotent; ~1 s when up)
+    .venv/bin/python lab/mirror.py up       # build what is missing, then start (idempotent; <1 s when up)
     .venv/bin/python lab/mirror.py build    # (re)build the content only; cached, see below
     .venv/bin/python lab/mirror.py start    # start the servers, wait until every endpoint answers
     .venv/bin/python lab/mirror.py stop     # stop every process it started, remove .lab/mirror/run
@@ -34,7 +34,8 @@ CONTRIBUTING.md's "Mirror URL contract":
     /repository/conda-proxy/         404: no conda channel (nor conda/micromamba binary) can be
                                      obtained on the lab machines, so there is nothing to serve.
 
-Ports: nginx on LAB_MIRROR_PORT (18080), pypiserver on +1, giftless (waitress) on +2.
+Ports: nginx on LAB_MIRROR_PORT (18080), pypiserver on +1, giftless (waitress) on +2
+(`stop` before changing LAB_MIRROR_PORT). Tests: `.venv/bin/pytest -q tests/lab` (about 10 s).
 State under .lab/mirror/ (git-ignored): content in pypi/, raw/, apt/, models/, lfs/;
 pid files and rendered configs in run/; logs in log/; build stamps in stamps/.
 
