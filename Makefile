@@ -16,7 +16,7 @@ MIRROR := $(VENV)/bin/python lab/mirror.py
 ROLES_WITH_MOLECULE := $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
 .PHONY: help host venv image mirror mirror-down lab lab-down lab-nodes lab-summary \
-        test lint unit molecule molecule-roles molecule-site
+        test lint unit mirror-tests molecule molecule-roles molecule-site
 
 help:
 	@echo "make lab        bring up the lab (mirror + systemd nodes) and run site.yml against it"
@@ -63,6 +63,9 @@ lint: venv
 unit: venv
 	pytest -q tests/unit
 
+mirror-tests: mirror
+	pytest -q tests/lab
+
 molecule: mirror
 	cd roles/$(ROLE) && molecule $(or $(CMD),test)
 
@@ -75,4 +78,4 @@ molecule-roles: mirror
 molecule-site: mirror
 	molecule test -s site
 
-test: lint unit molecule-roles molecule-site
+test: lint unit mirror-tests molecule-roles molecule-site
