@@ -180,20 +180,40 @@ def test_missing_nvidia_smi_fails(a100_fact_state: str) -> None:
     assert _fact_state("gpu-preflight-a100") == a100_fact_state
 
 
-@pytest.fixture()
-def l40_on_no_driver() -> Iterator[str]:
-    """Swap the L40 node's recording for no-driver (docker cp), restore it afterwards."""
-    node = "gpu-preflight-l40"
+def _swap_recording(node: str, profile: str) -> Iterator[str]:
+    """Point the node's nvidia-smi double at another recording (docker cp), restore it afterwards."""
     before = _fact_state(node)
     subprocess.run(["docker", "exec", node, "mv", DOUBLE_DIR, DOUBLE_DIR + ".saved"], check=True)
     try:
-        subprocess.run(["docker", "cp", str(RECORDINGS / "no-driver"), f"{node}:{DOUBLE_DIR}"], check=True)
+        subprocess.run(["docker", "cp", str(RECORDINGS / profile), f"{node}:{DOUBLE_DIR}"], check=True)
         yield before
     finally:
         subprocess.run(["docker", "exec", node, "rm", "-rf", DOUBLE_DIR], check=True)
         subprocess.run(["docker", "exec", node, "mv", DOUBLE_DIR + ".saved", DOUBLE_DIR], check=True)
     restored = subprocess.run(["docker", "exec", node, "nvidia-smi"], capture_output=True, text=True, check=False)
-    assert restored.returncode == 0 and "NVIDIA L40" in restored.stdout
+    assert restored.returncode == 0 and EXPECTED[node]["name"] in restored.stdout
+
+
+@pytest.fixture()
+def l40_on_no_driver() -> Iterator[str]:
+    yield from _swap_recording("gpu-preflight-l40", "no-driver")
+
+
+@pytest.fixture()
+def a100_on_old_driver() -> Iterator[str]:
+    yield from _swap_recording("gpu-preflight-a100", "old-driver")
+
+
+def test_old_driver_fails(a100_on_old_driver: str) -> None:
+    run = _converge("gpu-preflight-a100")
+    _assert_failed(run, "host gpu-preflight-a100 has NVIDIA driver 470.223.02, older than gpu_preflight_min_driver_version 525.60.13")
+    assert _fact_state("gpu-preflight-a100") == a100_on_old_driver
+
+
+def test_old_cuda_fails_with_driver_minimum_lowered(a100_on_old_driver: str) -> None:
+    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_min_driver_version=470")
+    _assert_failed(run, "host gpu-preflight-a100 supports CUDA 11.4 (driver 470.223.02), older than gpu_preflight_min_cuda_version 11.7")
+    assert _fact_state("gpu-preflight-a100") == a100_on_old_driver
 
 
 def test_driver_failure_fails(l40_on_no_driver: str) -> None:
