@@ -46,6 +46,7 @@ def run_role(tmp_path: Path, extra_vars: dict) -> subprocess.CompletedProcess:
          "nexus_mirror_apt_repositories"),
         ({"nexus_mirror_apt_repositories": []}, "nexus_mirror_apt_exclusive"),
         ({"nexus_mirror_username": "someone"}, "nexus_mirror_password"),
+        ({"nexus_mirror_username": "some one", "nexus_mirror_password": "pw"}, "whitespace"),
     ],
 )
 def test_bad_input_fails_before_any_change(host, tmp_path, extra_vars, variable):
