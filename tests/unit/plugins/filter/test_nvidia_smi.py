@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 RECORDINGS = ROOT / "molecule" / "fixtures" / "gpu" / "recordings"
 DOUBLE = ROOT / "molecule" / "fixtures" / "gpu" / "nvidia-smi-double"
 QUERY_ARGS = ["--query-gpu=index,name,uuid,memory.total,driver_version,pci.bus_id", "--format=csv,noheader,nounits"]
