@@ -78,4 +78,6 @@ molecule-roles: mirror
 molecule-site: mirror
 	molecule test -s site
 
+# Cheapest first; the mirror is stopped at the end (`make lab` brings it back in a second).
 test: lint unit mirror-tests molecule-roles molecule-site
+	$(MIRROR) stop
