@@ -19,7 +19,9 @@ CONTRIBUTING.md's "Mirror URL contract":
                                      dependencies, fetched by `pip download` from this machine's
                                      configured index for CPython 3.11 on x86_64 (the nodes' Python).
     /repository/raw-hosted/          static files (autoindex): lab/mirror/raw/ plus generated files
-                                     (lab/hello-1.0.0.tar.gz), a <file>.sha256 per file, SHA256SUMS.
+                                     (lab/hello-1.0.0.tar.gz) and the test doubles published from
+                                     molecule/fixtures/ under fixtures/ (see raw_generated()),
+                                     a <file>.sha256 per file, SHA256SUMS.
     /repository/apt-debian/          Debian-layout apt repository, suite bookworm, component main,
                                      amd64, UNSIGNED (nodes need `[trusted=yes]`): the packages in
                                      lab/mirror/apt-packages.txt plus exactly the dependencies that a
@@ -60,6 +62,7 @@ import io
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -147,29 +150,37 @@ def build_pypi() -> None:
         # The venv's interpreter is CPython 3.11 on Debian 12 x86_64, the nodes' platform, so a plain
         # download picks the files the nodes need. The machine's configured index is used, and pip
         # keeps files already in the directory: only what is missing is fetched.
-        run([str(VENV_BIN / "python"), "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--dest", str(PYPI_DIR), "--requirement", str(reqs)])
+        out = run([str(VENV_BIN / "python"), "-m", "pip", "download", "--disable-pip-version-check",
+                   "--dest", str(PYPI_DIR), "--requirement", str(reqs)], capture_output=True, text=True).stdout
+        # Keep exactly this resolution: files left from an earlier package list would serve a
+        # second version that a fresh mirror (CI) does not have.
+        kept = {Path(m).name for m in re.findall(r"^\s*(?:Saved|File was already downloaded) (\S+)$", out, re.M)}
+        if not kept:
+            sys.exit(f"pip download reported no files:\n{out}")
+        for stale in (p for p in PYPI_DIR.iterdir() if p.is_file() and p.name not in kept):
+            stale.unlink()
 
     cached_step("pypi", fingerprint(reqs.read_text()), PYPI_DIR, build)
 
 
 # --------------------------------------------------------------------------- raw-hosted
 
-RAW_GENERATED_VERSION = "1"
+RAW_GENERATED_VERSION = "2"
+FIXTURES = ROOT / "molecule" / "fixtures"
+# Test doubles published under raw-hosted/fixtures/ (named as doubles; only tests point roles at them):
+#   molecule/fixtures/conda/installers/<file>  ->  fixtures/conda/<file>           (as is)
+#   molecule/fixtures/chatchat/<Top-Dir>/      ->  fixtures/chatchat/<Top-Dir>.tar.gz
+CONDA_INSTALLERS = FIXTURES / "conda" / "installers"
+CHATCHAT_TREES = FIXTURES / "chatchat"
 
 
-def _hello_tarball() -> bytes:
-    """A small, byte-for-byte reproducible app tarball for the raw repository."""
-    files = {
-        "hello-1.0.0/bin/hello": b"#!/bin/sh\necho 'hello from the lab mirror'\n",
-        "hello-1.0.0/README": b"A sample application tarball served by the lab mirror.\n",
-    }
+def reproducible_tarball(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """A .tar.gz of {member name: (data, mode)}, byte-for-byte reproducible (fixed order, owner, times)."""
     tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in sorted(files.items()):
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, (data, mode) in sorted(files.items()):
             info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.uname, info.gname = len(data), 1700000000, "root", "root"
-            info.mode = 0o755 if "/bin/" in name else 0o644
+            info.size, info.mtime, info.uname, info.gname, info.mode = len(data), 1700000000, "root", "root", mode
             tar.addfile(info, io.BytesIO(data))
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
@@ -177,17 +188,46 @@ def _hello_tarball() -> bytes:
     return out.getvalue()
 
 
+def tree_tarball(top: Path) -> bytes:
+    """Tarball of directory `top` with members under `<top.name>/` (as GitHub's source archives)."""
+    files = {}
+    for path in sorted(p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        files[f"{top.name}/{path.relative_to(top).as_posix()}"] = (path.read_bytes(), mode)
+    return reproducible_tarball(files)
+
+
+def raw_generated() -> dict[str, bytes]:
+    """Files the build adds to raw-hosted: a sample tarball and the published test doubles."""
+    generated = {
+        "lab/hello-1.0.0.tar.gz": reproducible_tarball({
+            "hello-1.0.0/bin/hello": (b"#!/bin/sh\necho 'hello from the lab mirror'\n", 0o755),
+            "hello-1.0.0/README": (b"A sample application tarball served by the lab mirror.\n", 0o644),
+        }),
+    }
+    if CONDA_INSTALLERS.is_dir():
+        for path in sorted(p for p in CONDA_INSTALLERS.iterdir() if p.is_file()):
+            generated[f"fixtures/conda/{path.name}"] = path.read_bytes()
+    if CHATCHAT_TREES.is_dir():
+        for top in sorted(p for p in CHATCHAT_TREES.iterdir() if p.is_dir()):
+            generated[f"fixtures/chatchat/{top.name}.tar.gz"] = tree_tarball(top)
+    return generated
+
+
 def build_raw() -> None:
     source = CONF_DIR / "raw"
     sources = sorted(p for p in source.rglob("*") if p.is_file())
-    inputs = fingerprint(RAW_GENERATED_VERSION, [(str(p.relative_to(source)), sha256_file(p)) for p in sources])
+    generated = raw_generated()
+    inputs = fingerprint(RAW_GENERATED_VERSION, [(str(p.relative_to(source)), sha256_file(p)) for p in sources],
+                         {name: hashlib.sha256(data).hexdigest() for name, data in generated.items()})
 
     def build() -> None:
         tmp = STATE / "raw.new"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp)
-        (tmp / "lab").mkdir(exist_ok=True)
-        (tmp / "lab" / "hello-1.0.0.tar.gz").write_bytes(_hello_tarball())
+        for name, data in generated.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
         sums = []
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             if path.name.endswith(".sha256") or path.name == "SHA256SUMS":
