@@ -1,0 +1,92 @@
+"""Shared helpers for the testinfra tests of every molecule scenario.
+
+The shared molecule config puts this directory on PYTHONPATH for the verifier, so a scenario's
+tests do `from testlib import run_role, run_playbook, docker_exec`.
+
+Tests use these to run a role (or a whole playbook) again through ansible-playbook against the
+scenario's own nodes, with other inputs: a second run that must report changed=0, check mode,
+and bad input that must stop before any change.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(os.environ.get("CHATFLEET_ROOT", Path(__file__).resolve().parents[2]))
+MIRROR_URL = os.environ.get("LAB_MIRROR_URL", "http://127.0.0.1:18080").rstrip("/")
+PYPI_INDEX_URL = f"{MIRROR_URL}/repository/pypi-proxy/simple/"
+RAW_URL = f"{MIRROR_URL}/repository/raw-hosted/"
+
+_RECAP = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)",
+    re.MULTILINE,
+)
+
+
+class PlaybookRun:
+    """The outcome of one ansible-playbook run: exit code, output and the per-host recap."""
+
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.rc = proc.returncode
+        self.output = proc.stdout + proc.stderr
+        self.recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+                      for m in _RECAP.finditer(self.output)}
+
+    @property
+    def flat(self) -> str:
+        """The output on one line: the yaml callback wraps long messages."""
+        return " ".join(self.output.split())
+
+    @property
+    def changed(self) -> int:
+        return sum(r["changed"] for r in self.recap.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(r["failed"] + r["unreachable"] for r in self.recap.values())
+
+    def __repr__(self) -> str:  # shown by pytest when an assertion on a run fails
+        return f"PlaybookRun(rc={self.rc}, recap={self.recap})\n{self.output[-6000:]}"
+
+
+def run_playbook(playbook: str | Path, *options: str, extra_vars: dict | None = None,
+                 extra_inventory: str | Path | None = None, timeout: int = 1200) -> PlaybookRun:
+    """Run `playbook` against the scenario's inventory (plus `extra_inventory`), from the repo root."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    argv = ["ansible-playbook", "-i", str(inventory.parent)]
+    if extra_inventory:
+        argv += ["-i", str(extra_inventory)]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"))
+    with tempfile.TemporaryDirectory(prefix="molecule-run-") as tmp:
+        if extra_vars:
+            varfile = Path(tmp) / "vars.json"
+            varfile.write_text(json.dumps(extra_vars))
+            argv += ["-e", f"@{varfile}"]
+        proc = subprocess.run([*argv, str(playbook), *options], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    return PlaybookRun(proc)
+
+
+def run_role(role: str, *options: str, hosts: str = "all", extra_vars: dict | None = None,
+             tasks_from: str | None = None, gather_facts: bool = False, timeout: int = 1200) -> PlaybookRun:
+    """Apply one role (or one of its task files) to `hosts` of the scenario with `extra_vars`."""
+    step = {"ansible.builtin.include_role": {"name": role}}
+    if tasks_from:
+        step["ansible.builtin.include_role"]["tasks_from"] = tasks_from
+    play = [{"name": f"Apply {role}", "hosts": hosts, "gather_facts": gather_facts,
+             "tasks": [{"name": f"Run {role}", **step}]}]
+    with tempfile.TemporaryDirectory(prefix="molecule-play-") as tmp:
+        playbook = Path(tmp) / "play.yml"
+        playbook.write_text(json.dumps(play))  # JSON is YAML
+        return run_playbook(playbook, *options, extra_vars=extra_vars, timeout=timeout)
+
+
+def docker_exec(node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command on a node as root (for set-up that testinfra's host fixture does not cover)."""
+    return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True, check=check)
