@@ -1,18 +1,7 @@
 """Checks on a node where prepare installed fschat 0.2.33 into a venv and fschat_patch ran."""
 from __future__ import annotations
 
-ENV = "/opt/chatchat/envs/0.2.8"
-PYTHON = f"{ENV}/bin/python"
-BUGGY = "stop=list(stop),"
-FIXED = 'stop=[i for i in stop if i != ""],'
-FIND = (
-    "import importlib.util, os; "
-    "print(os.path.join(importlib.util.find_spec('fastchat').submodule_search_locations[0], 'serve', 'vllm_worker.py'))"
-)
-
-
-def worker_path(host) -> str:
-    return host.check_output(f'{PYTHON} -c "{FIND}"')
+from fschat_worker import BUGGY, ENV, FIXED, PYTHON, worker_path
 
 
 def test_affected_fschat_is_installed(host):

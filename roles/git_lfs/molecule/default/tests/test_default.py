@@ -1,13 +1,11 @@
 """Checks on a node where nexus_mirror (exclusive apt from the lab mirror) and git_lfs ran."""
 from __future__ import annotations
 
-import os
-
 import pytest
+from testlib import MIRROR_URL
 
-MIRROR = os.environ.get("LAB_MIRROR_URL", "http://127.0.0.1:18080").rstrip("/")
-APT_URL = f"{MIRROR}/repository/apt-debian"
-MODEL_REPO = f"{MIRROR}/repository/models/lab/tiny-gpt2.git"
+APT_URL = f"{MIRROR_URL}/repository/apt-debian"
+MODEL_REPO = f"{MIRROR_URL}/repository/models/lab/tiny-gpt2.git"
 CLONE = "/tmp/git-lfs-test-clone"
 
 

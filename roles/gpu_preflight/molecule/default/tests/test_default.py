@@ -2,8 +2,8 @@
 
 gpu-preflight-l40 replays l40x1 (1× NVIDIA L40), gpu-preflight-a100 replays a100x8
 (8× NVIDIA A100-SXM4-80GB); both driver 535.129.03 / CUDA 12.2.
-The bad-input tests re-run the converge playbook against the converged nodes with
-bad settings and check it fails with a clear message and leaves the fact file alone.
+The bad-input tests run the role again (testlib) on one converged node with bad settings
+and check it fails with a clear message and leaves the fact file alone.
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
+from testlib import ROOT, PlaybookRun, docker_exec, run_playbook, run_role
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1]
-RECORDINGS = Path(__file__).resolve().parents[5] / "molecule" / "fixtures" / "gpu" / "recordings"
+CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
+RECORDINGS = ROOT / "molecule" / "fixtures" / "gpu" / "recordings"
 FACT_FILE = "/etc/ansible/facts.d/gpu.fact"
 DOUBLE_DIR = "/usr/share/nvidia-smi-double"
 
@@ -73,30 +74,24 @@ def test_local_fact_is_readable_by_setup(host) -> None:
     assert gpu["gpu_count"] == EXPECTED[host.backend.get_hostname()]["count"]
 
 
-# --- Bad inputs: re-run converge against the converged nodes --------------------------------------------
+# --- Bad inputs: run the role again on one converged node -------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _json_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reruns print one JSON document (the json callback): failure messages are read exactly, not as wrapped YAML."""
+    monkeypatch.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.builtin.json")
 
 
 def _fact_state(node: str) -> str:
-    return subprocess.run(
-        ["docker", "exec", node, "sh", "-c", f"sha256sum {FACT_FILE} && stat -c %Y {FACT_FILE}"],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    return docker_exec(node, "sh", "-c", f"sha256sum {FACT_FILE} && stat -c %Y {FACT_FILE}").stdout
 
 
-def _converge(node: str, *extra: str, inventory: list[str] | None = None) -> subprocess.CompletedProcess:
-    """Run the scenario's converge playbook on one node; the json callback makes messages exact."""
-    inventories = inventory or [os.environ["MOLECULE_INVENTORY_FILE"]]
-    argv = ["ansible-playbook", str(SCENARIO_DIR / "converge.yml"), "--limit", node]
-    for inv in inventories:
-        argv += ["-i", inv]
-    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(argv + list(extra), capture_output=True, text=True, check=False, env=env)
-
-
-def _failure_messages(run: subprocess.CompletedProcess) -> list[str]:
-    """The msg of every failed task result in the json callback's output."""
+def _failure_messages(run: PlaybookRun) -> list[str]:
+    """The msg of every failed task result in the json callback's output (stdout, before any stderr)."""
+    document, _ = json.JSONDecoder().raw_decode(run.output, run.output.index("{"))
     messages = []
-    for play in json.loads(run.stdout)["plays"]:
+    for play in document["plays"]:
         for task in play["tasks"]:
             for result in task["hosts"].values():
                 if result.get("failed"):
@@ -111,8 +106,8 @@ def a100_fact_state() -> Iterator[str]:
     assert _fact_state("gpu-preflight-a100") == before, "a failed run changed the fact file"
 
 
-def _assert_failed(run: subprocess.CompletedProcess, *expected: str) -> None:
-    assert run.returncode != 0, run.stdout + run.stderr
+def _assert_failed(run: PlaybookRun, *expected: str) -> None:
+    assert run.rc != 0, run
     messages = _failure_messages(run)
     assert len(messages) == 1, messages
     for text in expected:
@@ -120,30 +115,30 @@ def _assert_failed(run: subprocess.CompletedProcess, *expected: str) -> None:
 
 
 def test_cuda_minimum_not_a_version_fails(a100_fact_state: str) -> None:
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_min_cuda_version=eleven")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_cuda_version": "eleven"})
     _assert_failed(run, "host gpu-preflight-a100: gpu_preflight_min_cuda_version must be a dotted numeric version", '"eleven"')
     assert _fact_state("gpu-preflight-a100") == a100_fact_state
 
 
 def test_driver_minimum_above_host_fails(a100_fact_state: str) -> None:
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_min_driver_version=545.23.08")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_driver_version": "545.23.08"})
     _assert_failed(run, "host gpu-preflight-a100 has NVIDIA driver 535.129.03, older than gpu_preflight_min_driver_version 545.23.08")
     assert _fact_state("gpu-preflight-a100") == a100_fact_state
 
 
 def test_cuda_minimum_compared_as_version(a100_fact_state: str) -> None:
     # As strings "12.2" < "12.10" would pass; as versions 12.2 < 12.10 fails.
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_min_cuda_version=12.10")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_cuda_version": "12.10"})
     _assert_failed(run, "host gpu-preflight-a100 supports CUDA 12.2", "older than gpu_preflight_min_cuda_version 12.10")
 
 
 def test_gpu_count_minimum_fails(a100_fact_state: str) -> None:
-    run = _converge("gpu-preflight-a100", "-e", '{"gpu_preflight_min_gpu_count": 16}')
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_gpu_count": 16})
     _assert_failed(run, "host gpu-preflight-a100 has 8× NVIDIA A100-SXM4-80GB, fewer than gpu_preflight_min_gpu_count 16")
 
 
 def test_a100_host_expected_to_be_l40_fails(a100_fact_state: str) -> None:
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_expected_model=l40")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_expected_model": "l40"})
     _assert_failed(
         run,
         "host gpu-preflight-a100 is claimed for group l40 by gpu_preflight_expected_model (its groups: a100)",
@@ -152,30 +147,33 @@ def test_a100_host_expected_to_be_l40_fails(a100_fact_state: str) -> None:
     assert _fact_state("gpu-preflight-a100") == a100_fact_state
 
 
-def _extra_inventory(tmp_path: Path, groups: dict[str, list[str]]) -> str:
-    """An extra inventory file adding molecule's nodes to more groups."""
+def _extra_inventory(tmp_path: Path, groups: dict[str, dict[str, dict | None]]) -> Path:
+    """An inventory file added to molecule's: more group members (hosts with their vars)."""
     extra = tmp_path / "extra_groups.yml"
-    extra.write_text(json.dumps({"all": {"children": {g: {"hosts": {h: None for h in hosts}} for g, hosts in groups.items()}}}))
-    return str(extra)
+    extra.write_text(json.dumps({"all": {"children": {g: {"hosts": hosts} for g, hosts in groups.items()}}}))
+    return extra
 
 
 def test_a100_host_in_group_l40_fails(tmp_path: Path, a100_fact_state: str) -> None:
-    """The a100 node placed in group l40 only: the expected model comes from the group."""
-    inventory = tmp_path / "only_l40.yml"
-    inventory.write_text(json.dumps({"all": {"children": {"l40": {"hosts": {"gpu-preflight-a100": {
-        "ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}}}}}}))
-    run = _converge("gpu-preflight-a100", inventory=[str(inventory)])
-    _assert_failed(run, "host gpu-preflight-a100 is in group l40 but its GPUs are 8× NVIDIA A100-SXM4-80GB")
+    """The a100 node under a second inventory name that is in group l40 only: the expected model comes from the group."""
+    alias = "gpu-preflight-a100-in-l40"
+    node_vars = {"ansible_connection": "community.docker.docker", "ansible_host": "gpu-preflight-a100"}
+    inventory = _extra_inventory(tmp_path, {"l40": {alias: node_vars}})
+    run = run_playbook(CONVERGE, "--limit", alias, extra_inventory=inventory,
+                       extra_vars={"gpu_preflight_expected_model": ""})
+    _assert_failed(run, f"host {alias} is in group l40 but its GPUs are 8× NVIDIA A100-SXM4-80GB")
 
 
 def test_host_in_l40_and_a100_fails(tmp_path: Path, a100_fact_state: str) -> None:
-    inventories = [os.environ["MOLECULE_INVENTORY_FILE"], _extra_inventory(tmp_path, {"l40": ["gpu-preflight-a100"]})]
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_expected_model=", inventory=inventories)
+    inventory = _extra_inventory(tmp_path, {"l40": {"gpu-preflight-a100": None}})
+    run = run_playbook(CONVERGE, "--limit", "gpu-preflight-a100", extra_inventory=inventory,
+                       extra_vars={"gpu_preflight_expected_model": ""})
     _assert_failed(run, "host gpu-preflight-a100 is in groups a100 and l40 but a host can carry only one GPU family")
 
 
 def test_missing_nvidia_smi_fails(a100_fact_state: str) -> None:
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_nvidia_smi_path=/opt/none/nvidia-smi")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100",
+                   extra_vars={"gpu_preflight_nvidia_smi_path": "/opt/none/nvidia-smi"})
     _assert_failed(run, "host gpu-preflight-a100: nvidia-smi was not found", "the NVIDIA driver is not installed")
     assert _fact_state("gpu-preflight-a100") == a100_fact_state
 
@@ -183,14 +181,14 @@ def test_missing_nvidia_smi_fails(a100_fact_state: str) -> None:
 def _swap_recording(node: str, profile: str) -> Iterator[str]:
     """Point the node's nvidia-smi double at another recording (docker cp), restore it afterwards."""
     before = _fact_state(node)
-    subprocess.run(["docker", "exec", node, "mv", DOUBLE_DIR, DOUBLE_DIR + ".saved"], check=True)
+    docker_exec(node, "mv", DOUBLE_DIR, DOUBLE_DIR + ".saved")
     try:
         subprocess.run(["docker", "cp", str(RECORDINGS / profile), f"{node}:{DOUBLE_DIR}"], check=True)
         yield before
     finally:
-        subprocess.run(["docker", "exec", node, "rm", "-rf", DOUBLE_DIR], check=True)
-        subprocess.run(["docker", "exec", node, "mv", DOUBLE_DIR + ".saved", DOUBLE_DIR], check=True)
-    restored = subprocess.run(["docker", "exec", node, "nvidia-smi"], capture_output=True, text=True, check=False)
+        docker_exec(node, "rm", "-rf", DOUBLE_DIR)
+        docker_exec(node, "mv", DOUBLE_DIR + ".saved", DOUBLE_DIR)
+    restored = docker_exec(node, "nvidia-smi", check=False)
     assert restored.returncode == 0 and EXPECTED[node]["name"] in restored.stdout
 
 
@@ -205,22 +203,22 @@ def a100_on_old_driver() -> Iterator[str]:
 
 
 def test_old_driver_fails(a100_on_old_driver: str) -> None:
-    run = _converge("gpu-preflight-a100")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100")
     _assert_failed(run, "host gpu-preflight-a100 has NVIDIA driver 470.223.02, older than gpu_preflight_min_driver_version 525.60.13")
     assert _fact_state("gpu-preflight-a100") == a100_on_old_driver
 
 
 def test_old_cuda_fails_with_driver_minimum_lowered(a100_on_old_driver: str) -> None:
-    run = _converge("gpu-preflight-a100", "-e", "gpu_preflight_min_driver_version=470")
+    run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_driver_version": "470"})
     _assert_failed(run, "host gpu-preflight-a100 supports CUDA 11.4 (driver 470.223.02), older than gpu_preflight_min_cuda_version 11.7")
     assert _fact_state("gpu-preflight-a100") == a100_on_old_driver
 
 
 def test_driver_failure_fails(l40_on_no_driver: str) -> None:
     node = "gpu-preflight-l40"
-    probe = subprocess.run(["docker", "exec", node, "nvidia-smi"], capture_output=True, text=True, check=False)
+    probe = docker_exec(node, "nvidia-smi", check=False)
     assert probe.returncode == 9
-    run = _converge(node)
+    run = run_role("gpu_preflight", hosts=node)
     _assert_failed(
         run,
         f'host {node}: "nvidia-smi" failed with exit code 9',
@@ -229,9 +227,9 @@ def test_driver_failure_fails(l40_on_no_driver: str) -> None:
     assert _fact_state(node) == l40_on_no_driver
 
 
-def test_driver_failure_passes_when_gpu_not_required(l40_on_no_driver: str, tmp_path: Path) -> None:
+def test_driver_failure_passes_when_gpu_not_required(l40_on_no_driver: str) -> None:
     """gpu_preflight_required=false: the host passes with no GPUs; check mode so nothing is written."""
     node = "gpu-preflight-l40"
-    run = _converge(node, "--check", "-e", '{"gpu_preflight_required": false}')
-    assert run.returncode == 0, run.stdout + run.stderr
+    run = run_role("gpu_preflight", "--check", hosts=node, extra_vars={"gpu_preflight_required": False})
+    assert run.rc == 0, run
     assert _fact_state(node) == l40_on_no_driver

@@ -1,17 +1,15 @@
 """Checks on a node that nexus_mirror pointed at the lab mirror (exclusive apt)."""
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from testlib import MIRROR_URL, PYPI_INDEX_URL
 
-MIRROR = os.environ.get("LAB_MIRROR_URL", "http://127.0.0.1:18080").rstrip("/")
-MIRROR_NETLOC = urlsplit(MIRROR).netloc
-PYPI_INDEX = f"{MIRROR}/repository/pypi-proxy/simple/"
-CONDA_URL = f"{MIRROR}/repository/conda-proxy"
-APT_URL = f"{MIRROR}/repository/apt-debian/"
+MIRROR_NETLOC = urlsplit(MIRROR_URL).netloc
+CONDA_URL = f"{MIRROR_URL}/repository/conda-proxy"
+APT_URL = f"{MIRROR_URL}/repository/apt-debian/"
 # A project the lab mirror's PyPI endpoint serves (lab/mirror/pypi-packages.txt).
 PYPI_PROJECT = "requests"
 
@@ -21,14 +19,14 @@ def test_pip_conf(host):
     assert conf.is_file
     assert conf.user == "root"
     assert conf.mode == 0o644
-    assert f"index-url = {PYPI_INDEX}" in conf.content_string
+    assert f"index-url = {PYPI_INDEX_URL}" in conf.content_string
     # Plain-http index: the host is trusted automatically, with its port.
     assert f"trusted-host = {MIRROR_NETLOC}\n" in conf.content_string
 
 
 def test_pip_config_list_shows_the_index(host):
     out = host.check_output("python3 -m pip config list")
-    assert f"global.index-url='{PYPI_INDEX}'" in out
+    assert f"global.index-url='{PYPI_INDEX_URL}'" in out
     assert f"global.trusted-host='{MIRROR_NETLOC}'" in out
 
 
@@ -37,7 +35,7 @@ def test_pip_downloads_through_the_mirror(host):
     host.run(f"rm -rf {dest}")
     cmd = host.run(f"python3 -m pip download --no-deps --no-cache-dir -d {dest} {PYPI_PROJECT}")
     assert cmd.rc == 0, cmd.stderr
-    assert f"Looking in indexes: {PYPI_INDEX}" in cmd.stdout
+    assert f"Looking in indexes: {PYPI_INDEX_URL}" in cmd.stdout
     files = host.check_output(f"ls {dest}").split()
     assert any(f.startswith(f"{PYPI_PROJECT}-") for f in files), files
 

@@ -5,34 +5,27 @@ must land in mode-0600 files / the system trust store without showing up in the 
 """
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
+from testlib import MIRROR_URL, PlaybookRun, run_role
 
-MIRROR = os.environ.get("LAB_MIRROR_URL", "http://127.0.0.1:18080").rstrip("/")
 NODE = "nexus-mirror-node"
-PLAYBOOK = """\
-- name: Apply nexus_mirror
-  hosts: {node}
-  gather_facts: true
-  roles:
-    - role: nexus_mirror
-"""
+# Runs show diffs and task results: no secret may show up in either.
+SHOW = ("--diff", "-v")
 
 
-def run_role(tmp_path: Path, extra_vars: dict) -> subprocess.CompletedProcess:
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK.format(node=NODE))
-    varfile = tmp_path / "vars.json"
-    varfile.write_text(json.dumps(extra_vars))
-    return subprocess.run(
-        ["ansible-playbook", "--diff", "-v", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "-e", f"@{varfile}", str(playbook)],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=600, check=False,
-    )
+def changed(run: PlaybookRun) -> int:
+    """Tasks the run changed on the node; a run that never reached the node's recap fails the test."""
+    assert NODE in run.recap, run
+    return run.recap[NODE]["changed"]
+
+
+def failure(run: PlaybookRun) -> str:
+    """The output from the first failed task on (its message and the recap), on one line."""
+    _, failed, rest = run.flat.partition("FAILED! =>")
+    assert failed, run
+    return rest
 
 
 @pytest.mark.parametrize(
@@ -49,14 +42,13 @@ def run_role(tmp_path: Path, extra_vars: dict) -> subprocess.CompletedProcess:
         ({"nexus_mirror_username": "some one", "nexus_mirror_password": "pw"}, "whitespace"),
     ],
 )
-def test_bad_input_fails_before_any_change(host, tmp_path, extra_vars, variable):
+def test_bad_input_fails_before_any_change(host, extra_vars, variable):
     before = host.check_output("sha256sum /etc/pip.conf /etc/conda/.condarc /etc/apt/sources.list.d/*")
-    result = run_role(tmp_path, extra_vars)
-    assert result.returncode != 0
-    message = " ".join(result.stderr.split())  # the yaml callback wraps long messages
-    assert variable in message
-    assert f"for host {NODE}" in message
-    assert "changed=0" in result.stdout
+    run = run_role("nexus_mirror", *SHOW, hosts=NODE, gather_facts=True, extra_vars=extra_vars)
+    assert run.rc != 0, run
+    assert variable in failure(run), run
+    assert f"for host {NODE}" in failure(run), run
+    assert changed(run) == 0, run
     assert host.check_output("sha256sum /etc/pip.conf /etc/conda/.condarc /etc/apt/sources.list.d/*") == before
 
 
@@ -71,7 +63,7 @@ def test_credentials_and_private_ca(host, tmp_path):
     password = "s3cr/t@pw%x"
     out = "/tmp/nexus-mirror-credentials"
     host.run(f"mkdir -p {out}")
-    result = run_role(tmp_path, {
+    run = run_role("nexus_mirror", *SHOW, hosts=NODE, gather_facts=True, extra_vars={
         "nexus_mirror_username": "labuser",
         "nexus_mirror_password": password,
         "nexus_mirror_ca_cert": pem,
@@ -81,13 +73,13 @@ def test_credentials_and_private_ca(host, tmp_path):
         "nexus_mirror_apt_sources_path": f"{out}/nexus-mirror.sources",
         "nexus_mirror_apt_auth_path": f"{out}/auth.conf.d/nexus-mirror.conf",
     })
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert password not in result.stdout + result.stderr
+    assert run.rc == 0, run
+    assert password not in run.output
 
     encoded = "labuser:s3cr%2Ft%40pw%25x@"
     pip_conf = host.file(f"{out}/pip.conf")
     assert pip_conf.mode == 0o600
-    assert f"index-url = http://{encoded}{MIRROR.split('://', 1)[1]}/repository/pypi-proxy/simple/" in pip_conf.content_string
+    assert f"index-url = http://{encoded}{MIRROR_URL.split('://', 1)[1]}/repository/pypi-proxy/simple/" in pip_conf.content_string
     assert "cert = /etc/ssl/certs/ca-certificates.crt" in pip_conf.content_string
     condarc = host.file(f"{out}/conda/.condarc")
     assert condarc.mode == 0o600
@@ -95,33 +87,28 @@ def test_credentials_and_private_ca(host, tmp_path):
     assert 'ssl_verify: "/etc/ssl/certs/ca-certificates.crt"' in condarc.content_string
     auth = host.file(f"{out}/auth.conf.d/nexus-mirror.conf")
     assert auth.mode == 0o600
-    assert f"machine {MIRROR}/repository/apt-debian/ login labuser password {password}" in auth.content_string
+    assert f"machine {MIRROR_URL}/repository/apt-debian/ login labuser password {password}" in auth.content_string
     # The CA went into the system bundle that pip and conda are pointed at.
     pem_body = "".join(pem.strip().splitlines()[1:-1])
     bundle = host.file("/etc/ssl/certs/ca-certificates.crt").content_string
     assert pem_body in bundle.replace("\n", "")
 
 
-def test_exclusive_mode_is_reversible(host, tmp_path):
-    result = run_role(tmp_path, {"nexus_mirror_apt_exclusive": False})
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_exclusive_mode_is_reversible(host):
+    run = run_role("nexus_mirror", *SHOW, hosts=NODE, gather_facts=True, extra_vars={"nexus_mirror_apt_exclusive": False})
+    assert run.rc == 0, run
     restored = host.file("/etc/apt/sources.list")
     assert restored.is_file
     assert "deb " in restored.content_string
     assert not host.file("/etc/apt/nexus-mirror-backup/sources.list").exists
 
-    result = run_role(tmp_path, {"nexus_mirror_apt_exclusive": True})
-    assert result.returncode == 0, result.stdout + result.stderr
+    run = run_role("nexus_mirror", *SHOW, hosts=NODE, gather_facts=True, extra_vars={"nexus_mirror_apt_exclusive": True})
+    assert run.rc == 0, run
     assert not host.file("/etc/apt/sources.list").exists
     assert host.file("/etc/apt/nexus-mirror-backup/sources.list").is_file
 
 
-def test_check_mode_on_the_converged_host_changes_nothing(host, tmp_path):
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK.format(node=NODE))
-    result = subprocess.run(
-        ["ansible-playbook", "--check", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook)],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=600, check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "changed=0" in result.stdout, result.stdout
+def test_check_mode_on_the_converged_host_changes_nothing(host):
+    run = run_role("nexus_mirror", "--check", hosts=NODE, gather_facts=True)
+    assert run.rc == 0, run
+    assert changed(run) == 0, run
