@@ -42,13 +42,20 @@ class PlaybookRun:
         """The output on one line: the yaml callback wraps long messages."""
         return " ".join(self.output.split())
 
+    def _hosts(self) -> dict:
+        # A play whose pattern matched no host exits 0 with no recap: "changed=0" would be vacuous.
+        assert self.recap, f"no PLAY RECAP in the output (did the play match any host?)\n{self.output[-3000:]}"
+        return self.recap
+
     @property
     def changed(self) -> int:
-        return sum(r["changed"] for r in self.recap.values())
+        """Changed tasks over all hosts; fails the test when no host ran."""
+        return sum(r["changed"] for r in self._hosts().values())
 
     @property
     def failed(self) -> int:
-        return sum(r["failed"] + r["unreachable"] for r in self.recap.values())
+        """Failed or unreachable hosts' counts; fails the test when no host ran."""
+        return sum(r["failed"] + r["unreachable"] for r in self._hosts().values())
 
     def __repr__(self) -> str:  # shown by pytest when an assertion on a run fails
         return f"PlaybookRun(rc={self.rc}, recap={self.recap})\n{self.output[-6000:]}"
@@ -74,7 +81,8 @@ def run_playbook(playbook: str | Path, *options: str, extra_vars: dict | None = 
 
 
 def run_role(role: str, *options: str, hosts: str = "all", extra_vars: dict | None = None,
-             tasks_from: str | None = None, gather_facts: bool = False, timeout: int = 1200) -> PlaybookRun:
+             tasks_from: str | None = None, gather_facts: bool = False,
+             extra_inventory: str | Path | None = None, timeout: int = 1200) -> PlaybookRun:
     """Apply one role (or one of its task files) to `hosts` of the scenario with `extra_vars`."""
     step = {"ansible.builtin.include_role": {"name": role}}
     if tasks_from:
@@ -84,7 +92,8 @@ def run_role(role: str, *options: str, hosts: str = "all", extra_vars: dict | No
     with tempfile.TemporaryDirectory(prefix="molecule-play-") as tmp:
         playbook = Path(tmp) / "play.yml"
         playbook.write_text(json.dumps(play))  # JSON is YAML
-        return run_playbook(playbook, *options, extra_vars=extra_vars, timeout=timeout)
+        return run_playbook(playbook, *options, extra_vars=extra_vars, extra_inventory=extra_inventory,
+                            timeout=timeout)
 
 
 def docker_exec(node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
