@@ -1,0 +1,201 @@
+"""Run python_env again through ansible-playbook against the molecule node with other inputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from testlib import PYPI_INDEX_URL, docker_exec, run_role
+
+NODE = "python-env-node"
+ENVS = "/opt/chatchat/envs"
+ENV = f"{ENVS}/0.2.8"
+PYTHON = f"{ENV}/bin/python"
+
+# path -> (mtime, size) of everything under the env's site-packages/*.dist-info and the env's own files
+SNAPSHOT = r"""
+import glob, json, os, sys
+root = sys.argv[1]
+paths = glob.glob(os.path.join(root, "lib", "python*", "site-packages", "*.dist-info")) + glob.glob(os.path.join(root, "*"))
+print(json.dumps({p: [os.stat(p).st_mtime_ns, os.stat(p).st_size] for p in sorted(paths)}))
+"""
+
+
+def snapshot(host, prefix: str = ENV) -> dict:
+    return json.loads(host.check_output(f"python3 -c '{SNAPSHOT}' {prefix}"))
+
+
+def tree(host, path: str) -> str:
+    """Every file under path with its mtime and size: any change shows."""
+    return host.check_output(f"find {path} -printf '%p %T@ %s %m\\n' | sort")
+
+
+def freeze(host, prefix: str) -> list[str]:
+    return host.check_output(f"{prefix}/bin/python -m pip freeze --all").splitlines()
+
+
+@pytest.fixture
+def restore(host):
+    """Bring the main env back to what converge left (for tests that give the role other pins)."""
+    yield
+    result = run_role("python_env")
+    assert result.rc == 0, result
+    assert host.file(f"{ENV}/chatfleet-requirements.txt").content_string.count("\n") == 4
+
+
+def test_second_run_changes_and_installs_nothing(host):
+    before = snapshot(host)
+    assert any(p.endswith("fschat-0.2.33.dist-info") for p in before)
+    result = run_role("python_env")
+    assert result.rc == 0, result
+    assert result.changed == 0, result
+    assert "Install the requirements with pip" in result.output  # reached, and skipped
+    assert snapshot(host) == before
+
+
+def test_check_mode_on_the_converged_host_changes_nothing(host):
+    before = snapshot(host)
+    result = run_role("python_env", "--check")
+    assert result.rc == 0, result
+    assert result.changed == 0, result
+    assert snapshot(host) == before
+
+
+def test_check_mode_on_a_new_prefix_reports_the_change_and_creates_nothing(host):
+    prefix = f"{ENVS}/check-only"
+    result = run_role("python_env", "--check", extra_vars={"python_env_prefix": prefix})
+    assert result.rc == 0, result
+    assert result.changed >= 1, result
+    assert f"Check mode: {prefix} does not exist yet" in result.flat
+    assert not host.file(prefix).exists
+
+
+def test_check_mode_reports_a_package_that_would_be_installed(host, restore):
+    # The pins file is written first in a real run; here it already names uv, so the dry run can tell.
+    extra = {"python_env_packages": ["fschat==0.2.33", "pymilvus>=2.3.3,<2.4", "uv==0.13.9"]}
+    docker_exec(NODE, "sh", "-c", f"echo uv==0.13.9 >> {ENV}/chatfleet-requirements.txt")
+    before = snapshot(host)
+    result = run_role("python_env", "--check", extra_vars=extra)
+    assert result.rc == 0, result
+    assert result.changed == 1, result
+    assert "would install into /opt/chatchat/envs/0.2.8: uv==0.13.9" in result.flat, result
+    assert snapshot(host) == before
+    assert not host.file(f"{ENV}/bin/uv").exists
+
+
+def test_wrong_system_interpreter_fails_before_creating_anything(host):
+    prefix = f"{ENVS}/wants-3.10"
+    result = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_python_version": "3.10.12"})
+    assert result.rc != 0
+    message = result.flat
+    assert "python_env_system_python /usr/bin/python3 on host python-env-node is Python 3.11." in message, message
+    assert "python_env_python_version wants 3.10.12; nothing was created" in message, message
+    assert 'Set python_env_python_version to "3.11"' in message
+    assert "python_env_provider \"conda\"" in message
+    assert result.changed == 0, result
+    assert not host.file(prefix).exists
+
+
+def test_existing_env_of_another_version_fails_and_is_left_untouched(host):
+    prefix = f"{ENVS}/older"
+    host.check_output(f"python3 -m venv --without-pip {prefix} && echo keep > {prefix}/operator-notes.txt")
+    try:
+        before = tree(host, prefix)
+        result = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_python_version": "3.10.12"})
+        assert result.rc != 0
+        message = result.flat
+        assert f"The environment {prefix} on host {NODE} has Python 3.11." in message, message
+        assert "python_env_python_version wants 3.10.12" in message
+        assert "left untouched" in message
+        assert result.changed == 0, result
+        assert tree(host, prefix) == before
+    finally:
+        host.run(f"rm -rf {prefix}")
+
+
+def test_prefix_with_other_content_is_refused(host):
+    prefix = f"{ENVS}/not-an-env"
+    host.check_output(f"mkdir -p {prefix} && echo data > {prefix}/data.txt")
+    try:
+        before = tree(host, prefix)
+        result = run_role("python_env", extra_vars={"python_env_prefix": prefix})
+        assert result.rc != 0
+        assert f"python_env_prefix {prefix} on host {NODE} is not empty but holds no bin/python (data.txt)" in result.flat
+        assert result.changed == 0, result
+        assert tree(host, prefix) == before
+    finally:
+        host.run(f"rm -rf {prefix}")
+
+
+@pytest.mark.parametrize(("extra", "variable"), [
+    ({"python_env_python_version": "3.x"}, "python_env_python_version must be"),
+    ({"python_env_index_url": ""}, "python_env_index_url is required"),
+    ({"python_env_requirement_files": ["/srv/chatchat-release/requirements-missing.txt"]},
+     "python_env_requirement_files names files that are not on host python-env-node: "
+     "/srv/chatchat-release/requirements-missing.txt"),
+    ({"python_env_packages": ["fschat==0.2.33", "--extra-index-url=http://example.invalid/"]},
+     "python_env_packages and python_env_constraints must be lists of requirement strings"),
+    ({"python_env_provider": "mamba"}, "python_env_provider"),
+])
+def test_bad_input_fails_before_any_change(host, extra, variable):
+    before = snapshot(host)
+    result = run_role("python_env", extra_vars=extra)
+    assert result.rc != 0
+    assert variable in result.flat, result
+    assert result.changed == 0, result
+    assert snapshot(host) == before
+
+
+def test_requirement_missing_from_the_mirror_fails_and_keeps_the_env(host, restore):
+    record = host.file(f"{ENV}/chatfleet-freeze.txt").content_string
+    packages = snapshot(host)
+    result = run_role("python_env", extra_vars={
+        "python_env_packages": ["fschat==0.2.33", "pymilvus>=2.3.3,<2.4", "chatfleet-no-such-package==1.0"]})
+    assert result.rc != 0
+    assert "No matching distribution found for chatfleet-no-such-package==1.0" in result.flat, result
+    # The env still works and still has what it had; the record still shows the last good state.
+    assert host.run(f"{PYTHON} -c 'import pymilvus, langchain, fastchat'").rc == 0
+    assert {p: v for p, v in snapshot(host).items() if ".dist-info" in p} == \
+        {p: v for p, v in packages.items() if ".dist-info" in p}
+    assert host.file(f"{ENV}/chatfleet-freeze.txt").content_string == record
+
+
+def test_only_the_configured_index_is_used(host, restore):
+    # The node's /etc/pip.conf (nexus_mirror, prepare) names the working mirror as index-url AND
+    # as extra-index-url; python_env_index_url points at a repository the mirror does not have.
+    # uv is on the mirror, so the install can succeed only if pip read pip.conf.
+    assert "extra-index-url" in host.file("/etc/pip.conf").content_string
+    bad_index = PYPI_INDEX_URL.replace("/pypi-proxy/", "/no-such-repository/")
+    result = run_role("python_env", extra_vars={
+        "python_env_index_url": bad_index,
+        "python_env_packages": ["fschat==0.2.33", "pymilvus>=2.3.3,<2.4", "uv==0.13.9"]})
+    assert result.rc != 0
+    assert "No matching distribution found for uv==0.13.9" in result.flat, result
+    assert not host.file(f"{ENV}/bin/uv").exists
+
+
+def test_failing_import_check_names_the_module(host):
+    result = run_role("python_env", extra_vars={"python_env_import_checks": ["fastchat", "chatfleet_no_such_module"]})
+    assert result.rc != 0
+    assert "python_env_import_checks: these modules do not import" in result.flat, result
+    assert "chatfleet_no_such_module (ModuleNotFoundError" in result.flat
+    assert "fastchat (" not in result.flat
+    assert result.changed == 0, result
+
+
+def test_uv_installer_gives_the_same_packages(host):
+    prefix = f"{ENVS}/uv"
+    try:
+        result = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_installer": "uv"})
+        assert result.rc == 0, result
+        assert "Install the requirements with uv" in result.output
+        assert host.check_output(f"{prefix}/bin/uv --version").startswith("uv 0.13.9")
+        with_pip = freeze(host, ENV)
+        with_uv = [line for line in freeze(host, prefix) if not line.startswith("uv==")]
+        assert with_uv == with_pip
+        assert host.run(f"{prefix}/bin/python -c 'import pymilvus, langchain, fastchat'").rc == 0
+
+        again = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_installer": "uv"})
+        assert again.rc == 0, again
+        assert again.changed == 0, again
+    finally:
+        host.run(f"rm -rf {prefix}")
