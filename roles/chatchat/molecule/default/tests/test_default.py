@@ -1,0 +1,211 @@
+"""State of the two converged nodes: release, link, rendered configs, data, init_database."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, L40, PYTHON, fixture_files, lab_vars
+
+# Every (module, name) that Langchain-Chatchat v0.2.8's own code imports from the configs
+# package (read from the v0.2.8 source: every `from configs... import` outside configs/ and tests/).
+APP_IMPORTS = {
+    "configs": [
+        "API_SERVER", "Agent_MODEL", "BING_SEARCH_URL", "BING_SUBSCRIPTION_KEY", "CACHED_MEMO_VS_NUM",
+        "CACHED_VS_NUM", "CHUNK_SIZE", "DEFAULT_KNOWLEDGE_BASE", "DEFAULT_SEARCH_ENGINE", "DEFAULT_VS_TYPE",
+        "EMBEDDING_DEVICE", "EMBEDDING_KEYWORD_FILE", "EMBEDDING_MODEL", "FSCHAT_CONTROLLER",
+        "FSCHAT_MODEL_WORKERS", "FSCHAT_OPENAI_API", "HISTORY_LEN", "HTTPX_DEFAULT_TIMEOUT", "KB_INFO",
+        "KB_ROOT_PATH", "LLM_DEVICE", "LLM_MODELS", "LOG_PATH", "MAX_TOKENS", "METAPHOR_API_KEY", "MODEL_PATH",
+        "MODEL_ROOT_PATH", "ONLINE_LLM_MODEL", "OVERLAP_SIZE", "PROMPT_TEMPLATES", "SCORE_THRESHOLD",
+        "SEARCH_ENGINE_TOP_K", "SQLALCHEMY_DATABASE_URI", "SUPPORT_AGENT_MODEL", "TEMPERATURE",
+        "TEXT_SPLITTER_NAME", "VECTOR_SEARCH_TOP_K", "VERSION", "WEBUI_SERVER", "ZH_TITLE_ENHANCE", "kbs_config",
+        "log_verbose", "logger", "prompt_config", "text_splitter_dict",
+    ],
+    "configs.basic_config": ["BASE_TEMP_DIR"],
+    "configs.kb_config": [
+        "CHUNK_SIZE", "DEFAULT_KNOWLEDGE_BASE", "DEFAULT_SEARCH_ENGINE", "DEFAULT_VS_TYPE", "OVERLAP_SIZE",
+        "SCORE_THRESHOLD", "SEARCH_ENGINE_TOP_K", "TEXT_SPLITTER_NAME", "VECTOR_SEARCH_TOP_K", "ZH_TITLE_ENHANCE",
+        "text_splitter_dict",
+    ],
+    "configs.model_config": [
+        "EMBEDDING_MODEL", "HISTORY_LEN", "LLM_MODELS", "MODEL_PATH", "NLTK_DATA_PATH", "ONLINE_LLM_MODEL",
+        "TEMPERATURE", "VLLM_MODEL_DICT",
+    ],
+    "configs.prompt_config": ["PROMPT_TEMPLATES"],
+    "configs.server_config": [
+        "API_SERVER", "FSCHAT_CONTROLLER", "FSCHAT_MODEL_WORKERS", "FSCHAT_OPENAI_API", "OPEN_CROSS_DOMAIN",
+        "WEBUI_SERVER",
+    ],
+}
+
+# The reference POC's vLLM tuning per GPU type (FACTS.md), as the app must see it.
+POC_WORKER = {
+    L40: {"infer_turbo": "vllm", "gpu_memory_utilization": 0.90, "limit_worker_concurrency": 100,
+          "num_gpus": 1, "tensor_parallel_size": 1, "max_gpu_memory": "80GiB"},
+    A100: {"infer_turbo": "vllm", "max_num_batched_tokens": None, "max_num_seqs": 512, "max_paddings": 256,
+           "gpu_memory_utilization": 0.95, "limit_worker_concurrency": 300, "num_gpus": 1,
+           "tensor_parallel_size": 1, "worker_use_ray": False, "max_gpu_memory": "80GiB"},
+}
+
+DUMP = """
+import importlib, json, os
+import configs
+out = {name: getattr(configs, name) for name in dir(configs) if name.isupper() or name in ("kbs_config", "log_verbose", "text_splitter_dict")}
+out = {k: v for k, v in out.items() if isinstance(v, (str, int, float, bool, list, dict, tuple, type(None)))}
+out["__file__"] = os.path.realpath(configs.__file__)
+out["__missing__"] = [f"{m}.{n}" for m, names in json.loads(os.environ["APP_IMPORTS"]).items()
+                      for n in names if not hasattr(importlib.import_module(m), n)]
+print(json.dumps(out, default=repr))
+"""
+
+
+@pytest.fixture()
+def node(host) -> str:
+    return host.backend.get_hostname()
+
+
+@pytest.fixture()
+def configs(host) -> dict:
+    """The configs package as Chatchat sees it: imported from current/ by the env's python."""
+    cmd = host.run(f"cd {CURRENT} && APP_IMPORTS='{json.dumps(APP_IMPORTS)}' {PYTHON} -c '{DUMP}'")
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+def test_current_links_to_the_release(host, converged_release):
+    current = host.file(CURRENT)
+    assert current.is_symlink
+    assert current.linked_to == converged_release
+    assert host.file(converged_release).is_directory
+    origin = json.loads(host.file(f"{converged_release}/.chatfleet-release.json").content_string)
+    assert origin["sha256"] == lab_vars()["chatchat_source_sha256"]
+    assert origin["method"] == "tarball"
+
+
+def test_release_holds_the_source_tree(host, converged_release):
+    for path in ("startup.py", "init_database.py", "webui.py", "copy_config_example.py", "requirements.txt",
+                 "configs/__init__.py", "server/__init__.py"):
+        assert host.file(f"{converged_release}/{path}").is_file, path
+    for name in ("basic", "kb", "model", "prompt", "server"):
+        assert host.file(f"{converged_release}/configs/{name}_config.py.example").is_file
+    # The top directory of the tarball was stripped; no staging directory or tarball is left.
+    assert not host.file(f"{converged_release}/Langchain-Chatchat-0.2.8").exists
+    assert host.run(f"ls -A {CHATCHAT_ROOT}/releases").stdout.split() == [converged_release.rsplit("/", 1)[1]]
+    assert host.run(f"ls -A {CHATCHAT_ROOT}/cache").stdout.split() == []
+
+
+def test_nltk_data_is_kept(host):
+    listing = host.check_output(f"cd {CURRENT}/nltk_data && find . -type f | sed 's|^./||' | sort")
+    assert listing.split() == fixture_files("nltk_data")
+
+
+def test_configs_are_templated_never_copied_from_the_examples(host, converged_release):
+    for name in ("basic", "kb", "model", "prompt", "server"):
+        config = host.file(f"{converged_release}/configs/{name}_config.py")
+        assert config.is_file
+        assert (config.user, config.group, config.mode) == ("root", "chatchat", 0o640)
+        assert "COPIED_FROM_EXAMPLE" not in config.content_string
+        assert config.content_string != host.file(f"{converged_release}/configs/{name}_config.py.example").content_string
+    assert host.run(f"ls {CHATCHAT_ROOT}/releases/*/COPY_CONFIG_EXAMPLE_RAN").rc != 0
+
+
+def test_configs_import_with_every_name_the_app_reads(configs, converged_release):
+    assert configs["__missing__"] == []
+    assert configs["__file__"] == f"{converged_release}/configs/__init__.py"
+    assert configs["VERSION"] == "v0.2.8"
+
+
+def test_configs_hold_the_poc_values(configs):
+    assert configs["DEFAULT_VS_TYPE"] == "milvus"
+    assert configs["EMBEDDING_MODEL"] == "bge-base-zh-v1.5"
+    assert configs["LLM_MODELS"] == ["chatglm3-6b-32k"]
+    assert "chatglm3-6b-32k" in configs["MODEL_PATH"]["llm_model"]
+    assert "bge-base-zh-v1.5" in configs["MODEL_PATH"]["embed_model"]
+    assert "chatglm3-6b-32k" in configs["VLLM_MODEL_DICT"]
+    # Chat defaults (POC table): plain LLM chat, and the knowledge-base chat's retrieval.
+    assert (configs["TEMPERATURE"], configs["HISTORY_LEN"]) == (0.7, 10)
+    assert (configs["VECTOR_SEARCH_TOP_K"], configs["SCORE_THRESHOLD"]) == (1, 1.0)
+    assert (configs["KB_CHAT_TEMPERATURE"], configs["KB_CHAT_HISTORY_LEN"]) == (0.1, 0)
+    assert configs["REPETITION_PENALTY"] == 1.2
+    assert configs["kbs_config"]["milvus"] == {"host": "127.0.0.1", "port": "19530", "user": "", "password": "",
+                                               "secure": False}
+    assert configs["ONLINE_LLM_MODEL"] == {}
+
+
+def test_configs_point_at_data_outside_the_release(configs, converged_release):
+    assert configs["KB_ROOT_PATH"] == f"{DATA}/knowledge_base"
+    assert configs["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{DATA}/knowledge_base/info.db"
+    assert configs["LOG_PATH"] == "/var/log/chatchat"
+    assert configs["BASE_TEMP_DIR"] == f"{DATA}/tmp"
+    assert configs["NLTK_DATA_PATH"] == f"{converged_release}/nltk_data"
+
+
+def test_servers_and_model_worker_per_gpu_type(configs, node):
+    assert configs["WEBUI_SERVER"]["port"] == 8501
+    assert configs["API_SERVER"]["port"] == 7861
+    assert configs["FSCHAT_OPENAI_API"]["port"] == 20000
+    assert configs["FSCHAT_CONTROLLER"]["port"] == 20001
+    worker = configs["FSCHAT_MODEL_WORKERS"]["default"]
+    assert (worker["host"], worker["port"], worker["device"]) == ("0.0.0.0", 20002, "auto")
+    assert {k: v for k, v in worker.items() if k not in ("host", "port", "device")} == POC_WORKER[node]
+
+
+def test_startup_double_sees_one_gpu_per_worker(host):
+    # The double merges default and per-model worker config the way startup.py does.
+    out = json.loads(host.check_output(f"cd {CURRENT} && {PYTHON} startup.py -m"))
+    worker = out["services"]["model_worker/chatglm3-6b-32k"]
+    assert (worker["num_gpus"], worker["tensor_parallel_size"]) == (1, 1)
+
+
+def test_prompt_templates_format_as_the_app_formats_them(host):
+    script = (
+        "import configs; t = configs.PROMPT_TEMPLATES; "
+        "assert '{{ context }}' in t['knowledge_base_chat']['default'] and '{{ question }}' in t['knowledge_base_chat']['default']; "
+        "assert t['llm_chat']['default'] == '{{ input }}'; "
+        "t['llm_chat']['with_history'].format(history='h', input='i'); "
+        "t['agent_chat']['default'].format(tools='x', tool_names='x', history='h', input='i', agent_scratchpad=''); "
+        "s = t['agent_chat']['ChatGLM3'].format(tools='x', tool_names=['x'], history='{history}', input='{input}', "
+        "agent_scratchpad='{agent_scratchpad}'); "
+        "r = s.format(history='h', input='i', agent_scratchpad=''); "
+        "assert '{\\n  \"action\": \"Final Answer\"' in r, r; "
+        "assert set(t) >= {'llm_chat', 'knowledge_base_chat', 'search_engine_chat', 'agent_chat', 'completion'}"
+    )
+    cmd = host.run(f"cd {CURRENT} && {PYTHON} -c {json.dumps(script)}")
+    assert cmd.rc == 0, cmd.stderr
+
+
+def test_configs_readable_by_the_service_account_only(host):
+    assert host.run(f"cd {CURRENT} && runuser -u chatchat -- {PYTHON} -c 'import configs'").rc == 0
+    other = host.run(f"cd {CURRENT} && runuser -u nobody -- {PYTHON} -c 'import configs'")
+    assert other.rc != 0
+    assert "Permission denied" in other.stderr
+
+
+def test_service_account_and_directories(host):
+    user = host.user("chatchat")
+    assert user.exists
+    assert user.shell == "/usr/sbin/nologin"
+    assert user.home == DATA
+    for path in (DATA, f"{DATA}/knowledge_base", f"{DATA}/knowledge_base/samples/content", "/var/log/chatchat",
+                 f"{DATA}/tmp"):
+        directory = host.file(path)
+        assert directory.is_directory, path
+        assert (directory.user, directory.group, directory.mode) == ("chatchat", "chatchat", 0o750), path
+    tmpfiles = host.file("/etc/tmpfiles.d/chatchat.conf").content_string
+    assert f"d {DATA}/tmp 0750 chatchat chatchat 7d" in tmpfiles
+    # systemd-tmpfiles accepts the rule.
+    assert host.run("systemd-tmpfiles --create /etc/tmpfiles.d/chatchat.conf").rc == 0
+
+
+def test_init_database_ran_once_as_the_service_account(host, converged_release):
+    runs = [json.loads(line) for line in host.file(f"{DATA}/init_database.double.log").content_string.splitlines()]
+    assert len(runs) == 1
+    assert runs[0]["argv"] == ["--create-tables"]
+    assert runs[0]["cwd"] == converged_release
+    assert runs[0]["uid"] == host.user("chatchat").uid
+    marker = json.loads(host.file(f"{DATA}/.init_database.done").content_string)
+    assert marker["mode"] == "create-tables"
+    assert marker["release"] == converged_release.rsplit("/", 1)[1]
+    assert marker["time"].endswith("Z")
+    query = (f"import sqlite3; print(sqlite3.connect('{DATA}/knowledge_base/info.db')"
+             ".execute(\"select name from sqlite_master where type='table'\").fetchall())")
+    assert "knowledge_base" in host.check_output(f"{PYTHON} -c {json.dumps(query)}")
