@@ -82,6 +82,17 @@ def test_check_mode_reports_a_package_that_would_be_installed(host, restore):
     assert not host.file(f"{ENV}/bin/uv").exists
 
 
+def test_check_mode_with_a_requirement_file_not_there_yet(host):
+    # In a real run an earlier role (unpacking a new Chatchat release) puts it there first.
+    missing = "/srv/chatchat-release-next/requirements.txt"
+    before = snapshot(host)
+    result = run_role("python_env", "--check", extra_vars={"python_env_requirement_files": [missing]})
+    assert result.rc == 0, result
+    assert f"files that are not on host {NODE} yet: {missing}" in result.flat, result
+    assert result.changed >= 1, result
+    assert snapshot(host) == before
+
+
 def test_wrong_system_interpreter_fails_before_creating_anything(host):
     prefix = f"{ENVS}/wants-3.10"
     result = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_python_version": "3.10.12"})
