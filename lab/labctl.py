@@ -100,6 +100,12 @@ def stop_dockerd_if_ours() -> None:
         os.kill(pid, 15)
     except ProcessLookupError:
         pass
+    # Wait for the shutdown to finish: a dockerd started meanwhile (the next `make lab`)
+    # would find the old pid file and refuse to start.
+    for _ in range(60):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.5)
     DOCKERD_MARKER.unlink()
 
 
