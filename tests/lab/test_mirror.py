@@ -161,3 +161,36 @@ def test_lfs_uploads_are_refused_through_the_front_door() -> None:
 
 def test_conda_proxy_is_documented_as_absent() -> None:
     assert status_of(f"{BASE}/repository/conda-proxy/") == 404
+
+
+# The test doubles published from molecule/fixtures/ and the SHA-256 pins that point at them:
+# a fixture edited without updating its pin fails here, before any molecule run.
+def _pinned(path: str, key: str) -> str:
+    for line in (ROOT / path).read_text().splitlines():
+        if line.strip().startswith(f"{key}:"):
+            return line.split(":", 1)[1].strip().strip('"')
+    raise AssertionError(f"{key} not found in {path}")
+
+
+@pytest.mark.parametrize(("served", "pin_file", "pin_key"), [
+    ("fixtures/chatchat/Langchain-Chatchat-0.2.8.tar.gz",
+     "inventories/lab/group_vars/gpu_nodes/chatchat.yml", "chatchat_source_sha256"),
+    ("fixtures/conda/Miniconda3-double-23.11.0-Linux-x86_64.sh",
+     "roles/conda/molecule/default/molecule.yml", "conda_installer_sha256"),
+])
+def test_published_fixture_matches_its_pin(served, pin_file, pin_key):
+    data = fetch(RAW + served)
+    assert hashlib.sha256(data).hexdigest() == _pinned(pin_file, pin_key)
+    assert fetch(RAW + served + ".sha256").decode().split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_chatchat_fixture_has_the_release_layout():
+    with tarfile.open(fileobj=io.BytesIO(fetch(RAW + "fixtures/chatchat/Langchain-Chatchat-0.2.8.tar.gz"))) as tar:
+        names = set(tar.getnames())
+    top = "Langchain-Chatchat-0.2.8/"
+    for member in ("startup.py", "init_database.py", "webui.py", "requirements.txt", "configs/__init__.py",
+                   *(f"configs/{c}_config.py.example" for c in ("basic", "kb", "model", "prompt", "server"))):
+        assert top + member in names, member
+    assert any(n.startswith(top + "nltk_data/") for n in names)
+    assert any(n.startswith(top + "server/") for n in names)
+    assert all(n.startswith(top) for n in names)
