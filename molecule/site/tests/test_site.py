@@ -47,6 +47,59 @@ def test_gpu_facts_match_the_group(host, node):
     assert facts["gpu_model"] == family
 
 
+ENV = "/opt/chatchat/envs/0.2.8"
+CURRENT = "/opt/chatchat/current"
+# The POC's vLLM tuning per GPU type (inventories/lab/group_vars/{l40,a100}/chatchat.yml).
+EXPECTED_WORKER = {
+    "site-l40-1": {"gpu_memory_utilization": 0.90, "limit_worker_concurrency": 100, "num_gpus": 1,
+                   "tensor_parallel_size": 1},
+    "site-a100-1": {"gpu_memory_utilization": 0.95, "limit_worker_concurrency": 300, "num_gpus": 1,
+                    "tensor_parallel_size": 1, "max_num_seqs": 512, "max_paddings": 256},
+}
+
+
+def test_env_holds_the_release_requirements_and_the_project_pins(host):
+    versions = json.loads(host.check_output(
+        f"{ENV}/bin/python -c \"import json, importlib.metadata as m; "
+        f"print(json.dumps({{p: m.version(p) for p in ('fschat', 'pymilvus', 'langchain', 'SQLAlchemy', 'numpy')}}))\""))
+    requirements = host.file(f"{CURRENT}/requirements.txt").content_string
+    assert "fschat>=0.2.33" in requirements  # the release asks for a range ...
+    assert versions["fschat"] == "0.2.33"  # ... the project's pin wins
+    assert versions["pymilvus"].startswith("2.3.")
+    assert versions["langchain"] == "0.0.344" and versions["SQLAlchemy"] == "2.0.19"
+    assert versions["numpy"].startswith("1.24.")
+    host.run_expect([0], f"{ENV}/bin/python -m pip check")
+
+
+def test_fschat_in_the_env_is_patched(host):
+    worker = host.check_output(
+        f"{ENV}/bin/python -c \"import importlib.util, os; "
+        f"print(os.path.join(importlib.util.find_spec('fastchat').submodule_search_locations[0], 'serve', 'vllm_worker.py'))\"")
+    text = host.file(worker).content_string
+    assert 'stop=[i for i in stop if i != ""],' in text
+    assert "stop=list(stop)," not in text
+
+
+def test_configs_import_with_the_group_tuning(host, node):
+    out = host.check_output(
+        f"cd {CURRENT} && {ENV}/bin/python -c \"import json, configs; print(json.dumps(dict("
+        f"worker=configs.FSCHAT_MODEL_WORKERS['default'], vs=configs.DEFAULT_VS_TYPE, "
+        f"embed=configs.EMBEDDING_MODEL, llms=configs.LLM_MODELS)))\"")
+    rendered = json.loads(out.splitlines()[-1])
+    assert rendered["vs"] == "milvus" and rendered["embed"] == "bge-base-zh-v1.5"
+    assert rendered["llms"] == ["chatglm3-6b-32k"]
+    assert rendered["worker"]["infer_turbo"] == "vllm"
+    for key, value in EXPECTED_WORKER[node].items():
+        assert rendered["worker"][key] == value, key
+
+
+def test_release_is_current_and_database_initialised_once(host):
+    link = host.file(CURRENT)
+    assert link.is_symlink and link.linked_to.startswith("/opt/chatchat/releases/v0.2.8-")
+    log = host.file("/var/lib/chatchat/init_database.double.log")
+    assert log.exists and len(log.content_string.splitlines()) == 1
+
+
 def test_second_run_changes_nothing():
     result = run_site()
     assert result.rc == 0, result
@@ -62,6 +115,9 @@ def test_check_mode_on_converged_fleet_changes_nothing():
 BAD_INPUT = [
     (("-e", "mirror_pypi_index_url='not a url'"), "nexus_mirror_pypi_index_url"),
     (("-e", "gpu_preflight_min_cuda_version=eleven"), "gpu_preflight_min_cuda_version"),
+    (("-e", "python_env_python_version=3.10.12"), "python_env_python_version"),
+    (("-e", '{"chatchat_llm_models": ["qwen-7b-chat"]}'), "chatchat_llm_models"),
+    (("-e", '{"chatchat_knowledge_bases": ["知识库"]}'), "chatchat_knowledge_bases"),
 ]
 
 
