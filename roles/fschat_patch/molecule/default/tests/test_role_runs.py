@@ -68,16 +68,35 @@ def test_reinstall_restores_the_bug_and_the_role_patches_it_again(host, patched)
 
 def test_version_not_affected_is_reported_and_left_unchanged(host, patched):
     # The installed 0.2.33 stands in for a version without the bug (e.g. 0.2.35, which has
-    # the same text but fixed the cause elsewhere): declare only 0.2.34 affected.
+    # the same text but fixed the cause elsewhere): declare only 0.2.34 affected, fixed since 0.2.33.
     reinstall_fschat(host)
     path = worker_path(host)
     before = host.file(path).sha256sum
-    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_affected_versions": ["0.2.34"]})
+    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_affected_versions": ["0.2.34"],
+                                                             "fschat_patch_fixed_since": "0.2.33"})
     assert run.rc == 0, run
     assert changed(run) == 0, run
     assert f"fschat 0.2.33 in {ENV} is not affected" in run.flat, run
     assert host.file(path).sha256sum == before
     assert BUGGY in host.file(path).content_string
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_version_unknown_to_the_patch_fails_when_required(host, patched, required):
+    # 0.2.33 neither declared affected nor at/after fixed_since stands in for e.g. 0.2.32.
+    reinstall_fschat(host)
+    path = worker_path(host)
+    before = host.file(path).sha256sum
+    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_affected_versions": ["0.2.34"],
+                                                             "fschat_patch_required": required})
+    assert f"fschat 0.2.33 in {ENV} on host {NODE} is unknown to the patch" in run.flat, run
+    if required:
+        assert run.rc != 0, run
+        assert "fschat_patch_affected_versions" in run.flat and "fschat_patch_required" in run.flat, run
+    else:
+        assert run.rc == 0, run
+    assert changed(run) == 0, run
+    assert host.file(path).sha256sum == before
 
 
 def test_affected_file_with_neither_text_fails_loudly(host, patched):
