@@ -168,10 +168,20 @@ def build_pypi() -> None:
 RAW_GENERATED_VERSION = "2"
 FIXTURES = ROOT / "molecule" / "fixtures"
 # Test doubles published under raw-hosted/fixtures/ (named as doubles; only tests point roles at them):
-#   molecule/fixtures/conda/installers/<file>  ->  fixtures/conda/<file>           (as is)
-#   molecule/fixtures/chatchat/<Top-Dir>/      ->  fixtures/chatchat/<Top-Dir>.tar.gz
-CONDA_INSTALLERS = FIXTURES / "conda" / "installers"
+#   molecule/fixtures/conda/build_installer_doubles.py  ->  fixtures/conda/<installer>  (rendered)
+#   molecule/fixtures/chatchat/<Top-Dir>/               ->  fixtures/chatchat/<Top-Dir>.tar.gz
+CONDA_DOUBLES = FIXTURES / "conda"
 CHATCHAT_TREES = FIXTURES / "chatchat"
+
+
+def conda_installer_doubles() -> dict[str, bytes]:
+    """The installer doubles, rendered from their sources by the fixture's own module."""
+    sys.path.insert(0, str(CONDA_DOUBLES))
+    try:
+        import build_installer_doubles
+    finally:
+        sys.path.pop(0)
+    return build_installer_doubles.installers()
 
 
 def reproducible_tarball(files: dict[str, tuple[bytes, int]]) -> bytes:
@@ -205,9 +215,8 @@ def raw_generated() -> dict[str, bytes]:
             "hello-1.0.0/README": (b"A sample application tarball served by the lab mirror.\n", 0o644),
         }),
     }
-    if CONDA_INSTALLERS.is_dir():
-        for path in sorted(p for p in CONDA_INSTALLERS.iterdir() if p.is_file()):
-            generated[f"fixtures/conda/{path.name}"] = path.read_bytes()
+    for name, data in conda_installer_doubles().items():
+        generated[f"fixtures/conda/{name}"] = data
     if CHATCHAT_TREES.is_dir():
         for top in sorted(p for p in CHATCHAT_TREES.iterdir() if p.is_dir()):
             generated[f"fixtures/chatchat/{top.name}.tar.gz"] = tree_tarball(top)

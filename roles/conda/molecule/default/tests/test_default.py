@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,8 @@ CONDA = f"{PREFIX}/bin/conda"
 ENV = "/opt/chatchat/envs/0.2.8"
 INSTALLER = "Miniconda3-double-23.11.0-Linux-x86_64.sh"
 FIXTURES = Path(os.environ.get("CHATFLEET_ROOT", Path(__file__).resolve().parents[5])) / "molecule" / "fixtures" / "conda"
+sys.path.insert(0, str(FIXTURES))
+from build_installer_doubles import render  # noqa: E402  (the doubles' own renderer)
 
 
 def log_lines(host, kind: str) -> list[str]:
@@ -69,13 +70,6 @@ def test_login_shells_get_the_conda_command(host):
     assert host.check_output("bash -lc 'type -t conda; conda --version'").splitlines() == ["function", "conda 23.11.0"]
 
 
-def test_installer_doubles_match_their_sources():
-    # The published installers are generated; a stale one would test old code.
-    result = subprocess.run([sys.executable, str(FIXTURES / "build_installer_doubles.py"), "--check"],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 @pytest.mark.parametrize("version", ["23.10.0", "23.11.0"])
 def test_mirror_serves_the_installer_doubles_unchanged(version):
     import hashlib
@@ -87,5 +81,5 @@ def test_mirror_serves_the_installer_doubles_unchanged(version):
         served = resp.read()
     with urllib.request.urlopen(f"{url}.sha256", timeout=30) as resp:
         published = resp.read().decode().split()[0]
-    assert served == (FIXTURES / "installers" / name).read_bytes(), "run .venv/bin/python lab/mirror.py build"
+    assert served == render(version).encode(), "run .venv/bin/python lab/mirror.py build"
     assert hashlib.sha256(served).hexdigest() == published
