@@ -1,0 +1,1 @@
+"""Model doubles the lab mirror publishes (lab/mirror.py): see generate.py."""
