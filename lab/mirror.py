@@ -8,6 +8,8 @@ Usage (with the project venv, which has the pinned servers from lab/requirements
     .venv/bin/python lab/mirror.py start    # start the servers, wait until every endpoint answers
     .venv/bin/python lab/mirror.py stop     # stop every process it started, remove .lab/mirror/run
     .venv/bin/python lab/mirror.py status   # endpoint -> up/down (exit 1 when any is down)
+    .venv/bin/python lab/mirror.py models [--json]        # model repos: URLs, v1/v2 commits, sizes, files
+    .venv/bin/python lab/mirror.py bench-model --size-mb N  # publish bench data (not part of `build`)
 
 `make mirror` runs `up`; `make lab-down` runs `stop` (through labctl.py down).
 
@@ -29,23 +31,36 @@ CONTRIBUTING.md's "Mirror URL contract":
                                      `apt-get install --download-only` in a throwaway container.
     /repository/models/<org>/<repo>.git
                                      bare git repositories over git's dumb HTTP protocol; Git LFS
-                                     objects come from giftless (local storage) through
-                                     <repo>.git/info/lfs/, git-lfs's default endpoint, so a plain
-                                     `git clone` with git-lfs installed fetches real content.
-                                     Read-only through the front door. Built: lab/tiny-gpt2.
+                                     batches go to giftless (local storage) through
+                                     <repo>.git/info/lfs/, git-lfs's default endpoint, and the
+                                     object downloads it hands out are served by nginx from
+                                     giftless's storage, so a plain `git clone` with git-lfs
+                                     installed fetches real content. Read-only through the front door.
+                                     Built: the Hugging Face-format doubles of lab/models/generate.py,
+                                     lab/tiny-gpt2 (llm) and lab/tiny-bert-embed (embedding), each
+                                     with two commits on main tagged v1 and v2 (reproducible SHAs;
+                                     `models` lists them).
+    /hf/<org>/<repo>                 the same repositories in a Hugging Face-mirror layout (no .git);
+                                     git-lfs's derived endpoint /hf/<org>/<repo>.git/info/lfs/ is
+                                     mapped to the repository's giftless path.
+    /repository/raw-hosted/bench/    `bench-model --size-mb N`: the plain-file copy of
+                                     models/bench/bulk-<N>m.git's files (4 LFS files of N/4 MiB of
+                                     random bytes, config.json, README.md), <file>.sha256 each and
+                                     SHA256SUMS; kept in .lab/mirror/bench/, which `build` never touches.
     /repository/conda-proxy/         404: no conda channel (nor conda/micromamba binary) can be
                                      obtained on the lab machines, so there is nothing to serve.
 
 Ports: nginx on LAB_MIRROR_PORT (18080), pypiserver on +1, giftless (waitress) on +2
 (`stop` before changing LAB_MIRROR_PORT). Tests: `.venv/bin/pytest -q tests/lab` (about 10 s).
-State under .lab/mirror/ (git-ignored): content in pypi/, raw/, apt/, models/, lfs/;
+State under .lab/mirror/ (git-ignored): content in pypi/, raw/, apt/, models/, lfs/, bench/;
 pid files and rendered configs in run/; logs in log/; build stamps in stamps/.
 
 Caching: each build step records a stamp (hash of its inputs: package list, base image id,
-generator version); a step whose stamp matches is skipped, so a warm `up` only checks the
-servers. Delete .lab/mirror/stamps/ (or the content dir) to force a step. The pypi step keeps
-already-downloaded files; the apt step seeds apt's archive dir with the current pool so only
-missing .deb files are downloaded.
+generator version; for models the generator's sources); a step whose stamp matches is skipped,
+so a warm `up` only checks the servers. Delete .lab/mirror/stamps/ (or the content dir) to
+force a step. The pypi step keeps already-downloaded files; the apt step seeds apt's archive dir
+with the current pool so only missing .deb files are downloaded. `start`/`up` reload a running
+nginx gracefully (SIGHUP) when its rendered configuration changed.
 
 Host needs (installed by `labctl.py host`): nginx-light, apt-utils (apt-ftparchive), git,
 git-lfs, docker (running) and the base image (`labctl.py image`).
@@ -61,7 +76,6 @@ import hashlib
 import io
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -73,10 +87,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from lab.models import generate as model_gen  # noqa: E402  (the model doubles' generator)
+
 CONF_DIR = ROOT / "lab" / "mirror"
 STATE = ROOT / ".lab" / "mirror"
 RUN = STATE / "run"
@@ -87,6 +104,7 @@ RAW_DIR = STATE / "raw"
 APT_DIR = STATE / "apt"
 MODELS_DIR = STATE / "models"
 LFS_DIR = STATE / "lfs"
+BENCH_DIR = STATE / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 
 PORT = int(os.environ.get("LAB_MIRROR_PORT", "18080"))
@@ -97,6 +115,8 @@ BASE_URL = f"http://{HOST}:{PORT}"
 BASE_IMAGE = os.environ.get("LAB_BASE_IMAGE", "chatfleet/debian-systemd:bookworm")
 APT_SUITE, APT_COMPONENT, APT_ARCH = "bookworm", "main", "amd64"
 MODELS_PREFIX = "/repository/models"
+HF_PREFIX = "/hf"
+RAW_PREFIX = "/repository/raw-hosted"
 PYPI_PREFIX = "/repository/pypi-proxy"
 
 
@@ -347,87 +367,226 @@ def apt_index() -> None:
 
 # --------------------------------------------------------------------------- models (git + LFS)
 
-MODELS_GENERATOR_VERSION = "1"
+# Bump when publishing changes in a way the generator sources do not show (forces every models step).
+MODELS_GENERATOR_VERSION = "2"
+MODELS_SOURCES = [ROOT / "lab" / "models" / "generate.py", ROOT / "lab" / "models" / "corpus.py"]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "chatfleet lab", "GIT_AUTHOR_EMAIL": "lab@chatfleet.invalid",
     "GIT_COMMITTER_NAME": "chatfleet lab", "GIT_COMMITTER_EMAIL": "lab@chatfleet.invalid",
     "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
     "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
 }
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
 
 
-def tiny_gpt2_files() -> dict[str, bytes]:
-    """Placeholder content for lab/tiny-gpt2 (a later issue puts a real tiny model here)."""
-    config = {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 300,
-        "n_positions": 4096, "n_ctx": 4096, "n_embd": 32, "n_layer": 2, "n_head": 2,
-        "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "float32",
-    }
-    vocab = {"<|endoftext|>": 0, **{chr(c): i + 1 for i, c in enumerate(range(33, 127))}}
-    return {
-        "config.json": json.dumps(config, indent=2).encode() + b"\n",
-        "vocab.json": json.dumps(vocab).encode() + b"\n",
-        "merges.txt": b"#version: 0.2\n",
-        "tokenizer_config.json": json.dumps({"model_max_length": 4096, "tokenizer_class": "GPT2Tokenizer",
-                                             "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}).encode(),
-        "special_tokens_map.json": json.dumps({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-                                               "unk_token": "<|endoftext|>"}).encode(),
-        # Random but reproducible bytes, so the LFS object id is stable across rebuilds.
-        "model.safetensors": random.Random(20240101).randbytes(300 * 1024),
-    }
+def model_urls(org: str, name: str) -> dict[str, str]:
+    """The two layouts a model repository is served under (both clonable with git-lfs)."""
+    return {"nexus": f"{BASE_URL}{MODELS_PREFIX}/{org}/{name}.git", "hf": f"{BASE_URL}{HF_PREFIX}/{org}/{name}"}
 
 
-def publish_model_repo(org: str, name: str, files: dict[str, bytes], lfs_patterns: list[str]) -> None:
-    """(Re)create the bare repo models/<org>/<name>.git holding `files`, LFS objects pushed to giftless."""
+class giftless_running:
+    """Context: giftless is up for the duration (started here, and stopped again, if it was not)."""
+
+    def __enter__(self) -> None:
+        self.started_here = not SERVICES["giftless"].running()
+        if self.started_here:
+            render_configs()
+            SERVICES["giftless"].start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started_here:
+            SERVICES["giftless"].stop()
+
+
+def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        if isinstance(data, bytes):
+            handle.write(data)
+        else:
+            for chunk in data:
+                handle.write(chunk)
+
+
+def publish_model_repo(org: str, name: str, revisions: list[model_gen.Revision],
+                       keep: Callable[[Path], None] | None = None) -> None:
+    """(Re)create the bare repo models/<org>/<name>.git: one commit per revision on main, each
+    tagged with its name; LFS objects (per the revision's .gitattributes) pushed to giftless.
+
+    Commits carry fixed identities and each revision's date, so their SHAs depend on the file
+    contents only. `keep(work_tree)` runs after the last commit, before the work tree is removed.
+    """
     bare = MODELS_DIR / org / f"{name}.git"
     lfs_url = f"http://{HOST}:{LFS_PORT}{MODELS_PREFIX}/{org}/{name}.git/info/lfs"
-    with tempfile.TemporaryDirectory(prefix="lab-model-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lab-model-", dir=STATE) as tmp:
         env = dict(os.environ, HOME=tmp, **GIT_ENV)
         work = Path(tmp) / "work"
 
-        def git(*args: str, cwd: Path = work) -> None:
-            run(["git", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+        def git(*args: str, cwd: Path = work, **extra_env: str) -> None:
+            run(["git", *args], cwd=cwd, env=dict(env, **extra_env), stdout=subprocess.DEVNULL)
 
         work.mkdir()
         git("init", "-q", "-b", "main")
         git("lfs", "install", "--local")
         git("config", "lfs.url", lfs_url)
         git("config", "lfs.locksverify", "false")
-        git("lfs", "track", *lfs_patterns)
-        for rel, data in files.items():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            (work / rel).write_bytes(data)
-        git("add", "--all")
-        git("commit", "-q", "-m", f"{org}/{name}: lab model")
+        for revision in revisions:
+            for old in work.iterdir():
+                if old.name != ".git":
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+            # .gitattributes first: `git add` reads it to decide what goes to LFS.
+            for rel in sorted(revision.files, key=lambda r: r != ".gitattributes"):
+                write_file(work / rel, revision.files[rel])
+            git("add", "--all")
+            git("commit", "-q", "-m", revision.message,
+                GIT_AUTHOR_DATE=revision.date, GIT_COMMITTER_DATE=revision.date)
+            git("tag", revision.tag)
+        if keep is not None:
+            keep(work)
         new_bare = bare.with_name(bare.name + ".new")
         shutil.rmtree(new_bare, ignore_errors=True)
         new_bare.parent.mkdir(parents=True, exist_ok=True)
         git("init", "-q", "--bare", "-b", "main", str(new_bare), cwd=Path(tmp))
         git("remote", "add", "origin", str(new_bare))
         git("lfs", "push", "--all", "origin")
-        git("push", "-q", "--no-verify", "origin", "main:main")
+        git("push", "-q", "--no-verify", "origin", "main:main", "refs/tags/*:refs/tags/*")
         git("update-server-info", cwd=new_bare)
         run(["chmod", "-R", "a+rX", str(new_bare)])
-        shutil.rmtree(bare, ignore_errors=True)
+        if (bare / "info" / "refs").is_file() and \
+                (bare / "info" / "refs").read_bytes() == (new_bare / "info" / "refs").read_bytes():
+            shutil.rmtree(new_bare)  # the same commits: leave the served repository untouched
+            log(f"{org}/{name}: unchanged")
+            return
+        # Swap with two renames, so a concurrent clone sees the old or the new repository.
+        old_bare = bare.with_name(bare.name + ".old")
+        shutil.rmtree(old_bare, ignore_errors=True)
+        if bare.exists():
+            bare.rename(old_bare)
         new_bare.rename(bare)
+        shutil.rmtree(old_bare, ignore_errors=True)
+
+
+def models_fingerprint(*extra: object) -> str:
+    """Changes with the generator's sources, MODELS_GENERATOR_VERSION or `extra`."""
+    return fingerprint(MODELS_GENERATOR_VERSION, [sha256_file(p) for p in MODELS_SOURCES], *extra)
 
 
 def build_models() -> None:
-    files = tiny_gpt2_files()
-    inputs = fingerprint(MODELS_GENERATOR_VERSION, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()})
+    """Publish every repository of lab/models/generate.py's MODELS, each its own cached step."""
+    for repo in model_gen.MODELS:
+        def build(repo: model_gen.ModelRepo = repo) -> None:
+            revisions = repo.revisions()
+            with giftless_running():
+                publish_model_repo(repo.org, repo.name, revisions)
+
+        cached_step(f"models-{repo.org}-{repo.name}", models_fingerprint(repo.org, repo.name),
+                    MODELS_DIR / repo.org / f"{repo.name}.git" / "info" / "refs", build)
+
+
+def repo_summary(bare: Path) -> dict[str, object]:
+    """URLs, tags with commit SHAs, and per revision the files (LFS ones with their real size and
+    sha256, from the pointers) and the total size of their content, read from a bare repository."""
+    org, name = bare.parent.name, bare.name.removesuffix(".git")
+
+    def git(*args: str, data: str | None = None) -> str:
+        return run(["git", "--git-dir", str(bare), *args], capture_output=True, text=True, input=data,
+                   env=dict(os.environ, **GIT_ENV)).stdout
+
+    tags = dict(line.split()[::-1] for line in git("for-each-ref", "--format=%(objectname) %(refname:short)",
+                                                  "refs/tags").splitlines())
+    revisions = {}
+    for tag in sorted(tags) or ["main"]:
+        entries = [line.split(None, 4) for line in git("ls-tree", "-r", "-l", tag).splitlines()]
+        small = [oid for _, kind, oid, size, _ in entries if kind == "blob" and int(size) < 1024]
+        pointers = {}
+        if small:
+            out = run(["git", "--git-dir", str(bare), "cat-file", "--batch"], capture_output=True,
+                      input="".join(f"{oid}\n" for oid in small).encode()).stdout
+            while out:
+                header, _, out = out.partition(b"\n")
+                oid, _, size = header.decode().split()
+                body, out = out[:int(size)], out[int(size) + 1:]
+                if body.startswith(LFS_POINTER):
+                    fields = dict(line.split(" ", 1) for line in body.decode().splitlines())
+                    pointers[oid] = (int(fields["size"]), fields["oid"].removeprefix("sha256:"))
+        files = []
+        for _, kind, oid, size, path in entries:
+            if oid in pointers:
+                files.append({"path": path, "size": pointers[oid][0], "lfs": True, "sha256": pointers[oid][1]})
+            else:
+                files.append({"path": path, "size": int(size), "lfs": False})
+        revisions[tag] = {"commit": tags.get(tag) or git("rev-parse", "main").strip(),
+                          "bytes": sum(f["size"] for f in files), "files": files}
+    kinds = {(m.org, m.name): m.kind for m in model_gen.MODELS}
+    return {"repo": f"{org}/{name}", "kind": kinds.get((org, name), "bench" if org == "bench" else "other"),
+            "urls": model_urls(org, name), "revisions": revisions}
+
+
+def models_summary(only_generated: bool = False) -> list[dict[str, object]]:
+    if only_generated:
+        bares = [MODELS_DIR / m.org / f"{m.name}.git" for m in model_gen.MODELS]
+    else:
+        bares = sorted(p for p in MODELS_DIR.glob("*/*.git") if p.is_dir())
+    return [repo_summary(bare) for bare in bares if (bare / "info" / "refs").exists()]
+
+
+def print_models(summary: list[dict[str, object]], files: bool = False) -> None:
+    for repo in summary:
+        print(f"{repo['repo']} ({repo['kind']})")
+        for layout, url in repo["urls"].items():
+            print(f"  {layout:<6} {url}")
+        for tag, rev in repo["revisions"].items():
+            print(f"  {tag:<6} {rev['commit']}  {rev['bytes']} bytes")
+            if files:
+                for f in rev["files"]:
+                    lfs = f"lfs sha256:{f['sha256']}" if f["lfs"] else "git"
+                    print(f"           {f['size']:>10}  {f['path']}  ({lfs})")
+
+
+# --------------------------------------------------------------------------- bench (not in the default build)
+
+def bench_model(size_mb: int) -> None:
+    """Publish models/bench/bulk-<N>m.git (config.json, README.md, 4 LFS files of N/4 MiB random
+    bytes) and the same files as plain downloads under raw-hosted/bench/bulk-<N>m/ (BENCH_DIR, its
+    own nginx location: `build` never touches it), each with <file>.sha256, plus SHA256SUMS."""
+    if size_mb < 1:
+        sys.exit("--size-mb must be at least 1")
+    name = f"bulk-{size_mb}m"
+    bare, plain = MODELS_DIR / "bench" / f"{name}.git", BENCH_DIR / name
+    step = f"bench-{name}"
+    if not (bare / "info" / "refs").exists():
+        (STAMPS / step).unlink(missing_ok=True)
+    files: dict[str, bytes | Iterable[bytes]] = dict(model_gen.bench_small_files(size_mb))
+
+    def copy_plain(work: Path) -> None:
+        new = plain.with_name(plain.name + ".new")
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        sums = []
+        for rel in sorted(files):
+            if rel == ".gitattributes":
+                continue
+            os.link(work / rel, new / rel)  # same file system (the work tree is under STATE)
+            digest = sha256_file(new / rel)
+            (new / f"{rel}.sha256").write_text(f"{digest}  {rel}\n")
+            sums.append(f"{digest}  {rel}\n")
+        (new / "SHA256SUMS").write_text("".join(sums))
+        run(["chmod", "-R", "a+rX", str(new)])
+        shutil.rmtree(plain, ignore_errors=True)
+        new.rename(plain)
 
     def build() -> None:
-        started_here = not SERVICES["giftless"].running()
-        if started_here:
-            render_configs()
-            SERVICES["giftless"].start()
-        try:
-            publish_model_repo("lab", "tiny-gpt2", files, ["*.safetensors", "*.bin"])
-        finally:
-            if started_here:
-                SERVICES["giftless"].stop()
+        for i, file_name in enumerate(model_gen.bench_file_names()):
+            files[file_name] = model_gen.bench_chunks(size_mb, i)
+        revision = model_gen.Revision("v1", "2024-01-01T00:00:00Z",
+                                      f"bench/{name}: {size_mb} MiB of random bytes in {model_gen.BENCH_FILES} "
+                                      "LFS files", files)
+        with giftless_running():
+            publish_model_repo("bench", name, [revision], keep=copy_plain)
 
-    cached_step("models", inputs, MODELS_DIR / "lab" / "tiny-gpt2.git" / "info" / "refs", build)
+    cached_step(step, models_fingerprint("bench", size_mb), plain / "SHA256SUMS", build)
+    print_models([repo_summary(bare)], files=True)
+    print(f"  plain  {BASE_URL}{RAW_PREFIX}/bench/{name}/  (<file>, <file>.sha256, SHA256SUMS)")
 
 
 def build() -> None:
@@ -437,6 +596,8 @@ def build() -> None:
     build_pypi()
     build_apt()
     build_models()
+    log("models (pin these; sizes are the revision's file contents, LFS objects at full size):")
+    print_models(models_summary(only_generated=True))
 
 
 # --------------------------------------------------------------------------- processes
@@ -567,28 +728,58 @@ def render_configs() -> None:
     render(CONF_DIR / "giftless.yaml.in", RUN / "giftless.yaml", values)
 
 
+def nginx_reload_if_stale(started_now: bool) -> None:
+    """Reload a running nginx gracefully (SIGHUP: in-flight downloads finish on the old workers)
+    when RUN/nginx.conf is not the configuration it was started or last reloaded with, e.g. after
+    lab/mirror/nginx.conf.in changed. `nginx -t` checks the new file before the running one is touched."""
+    nginx, conf, loaded = SERVICES["nginx"], RUN / "nginx.conf", RUN / "nginx.conf.loaded"
+    digest = sha256_file(conf)
+    pid = nginx.pid()
+    if pid is not None and not started_now and not (loaded.exists() and loaded.read_text() == digest):
+        check = subprocess.run(["nginx", "-t", "-q", "-p", str(STATE) + "/", "-c", str(conf)],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            sys.exit(f"nginx kept its running configuration: {conf} fails `nginx -t`:\n{check.stderr}")
+        os.kill(pid, signal.SIGHUP)
+        log(f"nginx reloaded with the changed {conf.name} (pid {pid})")
+    if pid is not None:
+        loaded.write_text(digest)
+
+
+# The model repository the health checks probe (both layouts, git and LFS).
+PROBE_ORG, PROBE_MODEL = "lab", "tiny-gpt2"
 ENDPOINTS = {
     "front door": f"{BASE_URL}/",
     "pypi-proxy": f"{BASE_URL}/repository/pypi-proxy/simple/",
     "raw-hosted": f"{BASE_URL}/repository/raw-hosted/SHA256SUMS",
     "apt-debian": f"{BASE_URL}/repository/apt-debian/dists/{APT_SUITE}/Release",
-    "models (git)": f"{BASE_URL}/repository/models/lab/tiny-gpt2.git/info/refs",
+    "models (git)": f"{model_urls(PROBE_ORG, PROBE_MODEL)['nexus']}/info/refs",
+    "models hf (git)": f"{model_urls(PROBE_ORG, PROBE_MODEL)['hf']}/info/refs",
 }
-LFS_BATCH = f"{BASE_URL}/repository/models/lab/tiny-gpt2.git/info/lfs/objects/batch"
+LFS_BATCH = {
+    "models (lfs)": f"{model_urls(PROBE_ORG, PROBE_MODEL)['nexus']}/info/lfs/objects/batch",
+    "models hf (lfs)": f"{model_urls(PROBE_ORG, PROBE_MODEL)['hf']}.git/info/lfs/objects/batch",
+}
 
 
-def lfs_batch_status() -> int:
-    """Ask the LFS batch API (through the front door) for tiny-gpt2's model.safetensors."""
-    data = tiny_gpt2_files()["model.safetensors"]
-    obj = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}
+def lfs_batch_status(url: str) -> int:
+    """Ask an LFS batch API (through the front door) for the probe model's model.safetensors,
+    as its pointer on main names it."""
+    bare = MODELS_DIR / PROBE_ORG / f"{PROBE_MODEL}.git"
+    pointer = subprocess.run(["git", "--git-dir", str(bare), "cat-file", "-p", "main:model.safetensors"],
+                             capture_output=True, text=True).stdout
+    fields = dict(line.split(" ", 1) for line in pointer.splitlines() if " " in line)
+    if "oid" not in fields:
+        return 0
+    obj = {"oid": fields["oid"].removeprefix("sha256:"), "size": int(fields["size"])}
     body = json.dumps({"operation": "download", "transfers": ["basic"], "objects": [obj]}).encode()
-    return http_status(LFS_BATCH, body, {"Accept": "application/vnd.git-lfs+json",
-                                         "Content-Type": "application/vnd.git-lfs+json"})
+    return http_status(url, body, {"Accept": "application/vnd.git-lfs+json",
+                                   "Content-Type": "application/vnd.git-lfs+json"})
 
 
 def endpoint_states() -> dict[str, bool]:
     states = {name: http_status(url) == 200 for name, url in ENDPOINTS.items()}
-    states["models (lfs)"] = lfs_batch_status() == 200
+    states.update({name: lfs_batch_status(url) == 200 for name, url in LFS_BATCH.items()})
     return states
 
 
@@ -596,11 +787,13 @@ def start() -> None:
     if not (APT_DIR / "dists").exists() or not (MODELS_DIR / "lab").exists():
         sys.exit("the mirror has not been built: run `lab/mirror.py up` (or build)")
     render_configs()
+    nginx_was_running = SERVICES["nginx"].running()
     for service in SERVICES.values():
         if service.running() and not service.healthy():
             log(f"{service.name} is running but not answering: restarting it")
             service.stop()
         service.start()
+    nginx_reload_if_stale(started_now=not nginx_was_running)
     deadline = time.monotonic() + 30
     while True:
         states = endpoint_states()
@@ -631,12 +824,16 @@ def status() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "build", "start", "stop", "status"])
+    parser.add_argument("command", choices=["up", "build", "start", "stop", "status", "models", "bench-model"])
+    parser.add_argument("--json", action="store_true", help="models: print the summary as JSON")
+    parser.add_argument("--size-mb", type=int, help="bench-model: MiB of random data (4 LFS files)")
     args = parser.parse_args()
+    if args.command == "bench-model" and args.size_mb is None:
+        parser.error("bench-model needs --size-mb N")
     started = time.monotonic()
     STATE.mkdir(parents=True, exist_ok=True)
     lock = open(STATE / ".lock", "w")  # one mirror.py at a time (parallel `make` targets call `up`)
-    if args.command != "status":
+    if args.command not in ("status", "models"):
         fcntl.flock(lock, fcntl.LOCK_EX)
     if args.command == "up":
         build()
@@ -649,7 +846,15 @@ def main() -> None:
         stop()
     elif args.command == "status":
         sys.exit(status())
-    if args.command in ("up", "build"):
+    elif args.command == "models":
+        summary = models_summary()
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            print_models(summary, files=True)
+    elif args.command == "bench-model":
+        bench_model(args.size_mb)
+    if args.command in ("up", "build", "bench-model"):
         log(f"{args.command} done in {time.monotonic() - started:.1f}s")
 
 
