@@ -8,8 +8,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
+import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -66,7 +69,8 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
 def test_status_reports_every_endpoint_up() -> None:
     out = subprocess.run([sys.executable, str(MIRROR), "status"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
-    for endpoint in ("pypi-proxy", "raw-hosted", "apt-debian", "models (git)", "models (lfs)"):
+    for endpoint in ("pypi-proxy", "raw-hosted", "apt-debian", "models (git)", "models (lfs)",
+                     "models hf (git)", "models hf (lfs)"):
         assert any(line.startswith(endpoint) and line.endswith(" up") for line in out.stdout.splitlines())
 
 
@@ -136,21 +140,236 @@ def test_apt_installs_git_lfs_with_only_the_mirror_as_source() -> None:
     assert out.stdout.startswith("git-lfs/")
 
 
-def test_model_clone_fetches_real_lfs_content(tmp_path: Path, isolated_env: dict[str, str]) -> None:
-    def git(*args: str, cwd: Path = tmp_path) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, env=isolated_env, check=True,
-                              capture_output=True, text=True).stdout
+# --------------------------------------------------------------------------- model repositories
 
-    git("lfs", "install")
-    git("clone", "-q", MODEL_REPO, "tiny-gpt2")
-    clone = tmp_path / "tiny-gpt2"
-    for name in ("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "model.safetensors"):
-        assert (clone / name).is_file(), name
-    weights = (clone / "model.safetensors").read_bytes()
-    assert not weights.startswith(b"version https://git-lfs"), "got an LFS pointer, not the object"
-    oid = git("lfs", "ls-files", "--long", cwd=clone).split()[0]
-    assert hashlib.sha256(weights).hexdigest() == oid
-    assert "Git LFS fsck OK" in git("lfs", "fsck", cwd=clone)
+# The commits lab/mirror.py publishes (lab/models/generate.py). Pinned here, independently of the
+# generator: a generator whose output is not reproducible, or that changed without these pins (and
+# the inventories that pin the same commits) being updated, fails.
+MODEL_PINS = {
+    "lab/tiny-gpt2": {"v1": "3969cf7487791534cf045c66f2d5a704f8ca56c4",
+                      "v2": "cb23d61ae0a142f3a6cfdd62041153dfbadb4aae"},
+    "lab/tiny-bert-embed": {"v1": "5a70be16bbef6a43f220152e21179ec512e3e5b2",
+                            "v2": "76c6dbcc533dbadac343b6c53f5bc6bf1281d85f"},
+}
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
+
+
+def model_url(repo: str, layout: str) -> str:
+    """The two layouts of the same repository: Nexus-style with .git, Hugging Face-mirror-style without."""
+    return f"{BASE}/repository/models/{repo}.git" if layout == "nexus" else f"{BASE}/hf/{repo}"
+
+
+def git_in(env: dict[str, str], cwd: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"git {' '.join(args)}: {out.stdout}{out.stderr}"
+    return out.stdout
+
+
+def clone(url: str, dest: Path, env: dict[str, str]) -> Path:
+    git_in(env, dest.parent, "lfs", "install")
+    git_in(env, dest.parent, "clone", "-q", url, dest.name)
+    return dest
+
+
+def lfs_files(clone_dir: Path, env: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """{path: (sha256, size)} of the checked-out revision, from the pointers git stores."""
+    files = {}
+    for path in git_in(env, clone_dir, "ls-files").splitlines():
+        blob = subprocess.run(["git", "cat-file", "-p", f"HEAD:{path}"], cwd=clone_dir, env=env,
+                              capture_output=True, check=True).stdout
+        if blob.startswith(LFS_POINTER):
+            fields = dict(line.split(" ", 1) for line in blob.decode().splitlines())
+            files[path] = (fields["oid"].removeprefix("sha256:"), int(fields["size"]))
+    return files
+
+
+def read_safetensors(path: Path) -> dict[str, dict]:
+    """The header of a .safetensors file, checked against the file: F32 tensors whose sizes match
+    their shapes and that tile the data section exactly."""
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    header.pop("__metadata__", None)
+    spans = []
+    for name, tensor in header.items():
+        assert tensor["dtype"] == "F32", name
+        begin, end = tensor["data_offsets"]
+        assert end - begin == 4 * math.prod(tensor["shape"]), name
+        spans.append((begin, end))
+    spans.sort()
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert spans[-1][1] == len(data) - 8 - length
+    return header
+
+
+def check_gpt2(clone_dir: Path) -> None:
+    config = json.loads((clone_dir / "config.json").read_text())
+    vocab = json.loads((clone_dir / "vocab.json").read_text())
+    tokenizer = json.loads((clone_dir / "tokenizer.json").read_text())
+    merges = (clone_dir / "merges.txt").read_text().splitlines()
+    assert config["architectures"] == ["GPT2LMHeadModel"] and config["model_type"] == "gpt2"
+    assert config["n_positions"] >= 4096, "FastChat's chat template needs ~2,100 tokens"
+    # Tokenizer size == vocab_size, the slow (vocab.json + merges.txt) and fast (tokenizer.json) forms agree.
+    assert config["vocab_size"] == len(vocab) == len(set(vocab.values())) == max(vocab.values()) + 1
+    assert tokenizer["model"]["vocab"] == vocab
+    assert merges[0].startswith("#version") and tokenizer["model"]["merges"] == merges[1:]
+    assert len(merges) - 1 >= 200
+    assert all(a + b in vocab and a in vocab and b in vocab for a, b in (m.split(" ") for m in merges[1:]))
+    eos = vocab["<|endoftext|>"]
+    assert config["bos_token_id"] == config["eos_token_id"] == eos
+    assert [t["id"] for t in tokenizer["added_tokens"] if t["content"] == "<|endoftext|>"] == [eos]
+    assert json.loads((clone_dir / "tokenizer_config.json").read_text())["eos_token"] == "<|endoftext|>"
+    generation = json.loads((clone_dir / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == eos
+    e, n_layer, positions = config["n_embd"], config["n_layer"], config["n_positions"]
+    expected = {"wte.weight": [len(vocab), e], "wpe.weight": [positions, e],
+                "ln_f.weight": [e], "ln_f.bias": [e]}
+    for i in range(n_layer):
+        expected.update({
+            f"h.{i}.ln_1.weight": [e], f"h.{i}.ln_1.bias": [e],
+            f"h.{i}.attn.c_attn.weight": [e, 3 * e], f"h.{i}.attn.c_attn.bias": [3 * e],
+            f"h.{i}.attn.c_proj.weight": [e, e], f"h.{i}.attn.c_proj.bias": [e],
+            f"h.{i}.ln_2.weight": [e], f"h.{i}.ln_2.bias": [e],
+            f"h.{i}.mlp.c_fc.weight": [e, 4 * e], f"h.{i}.mlp.c_fc.bias": [4 * e],
+            f"h.{i}.mlp.c_proj.weight": [4 * e, e], f"h.{i}.mlp.c_proj.bias": [e],
+        })
+    header = read_safetensors(clone_dir / "model.safetensors")
+    assert {name: t["shape"] for name, t in header.items()} == expected
+    assert 3 << 20 <= (clone_dir / "model.safetensors").stat().st_size <= 6 << 20
+
+
+def check_bert(clone_dir: Path) -> None:
+    config = json.loads((clone_dir / "config.json").read_text())
+    vocab = (clone_dir / "vocab.txt").read_text().splitlines()
+    tokenizer = json.loads((clone_dir / "tokenizer.json").read_text())
+    assert config["architectures"] == ["BertModel"] and config["model_type"] == "bert"
+    assert config["vocab_size"] == len(vocab) == len(set(vocab))
+    assert tokenizer["model"]["vocab"] == {token: i for i, token in enumerate(vocab)}
+    assert {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"} <= set(vocab)
+    assert vocab.index("[PAD]") == config["pad_token_id"]
+    assert any("\u4e00" <= token <= "\u9fff" for token in vocab), "no CJK characters in the vocab"
+    h, inter, n_layer = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    expected = {
+        "embeddings.word_embeddings.weight": [len(vocab), h],
+        "embeddings.position_embeddings.weight": [config["max_position_embeddings"], h],
+        "embeddings.token_type_embeddings.weight": [config["type_vocab_size"], h],
+        "embeddings.LayerNorm.weight": [h], "embeddings.LayerNorm.bias": [h],
+        "pooler.dense.weight": [h, h], "pooler.dense.bias": [h],
+    }
+    for i in range(n_layer):
+        layer = f"encoder.layer.{i}"
+        for part in ("attention.self.query", "attention.self.key", "attention.self.value",
+                     "attention.output.dense"):
+            expected.update({f"{layer}.{part}.weight": [h, h], f"{layer}.{part}.bias": [h]})
+        expected.update({
+            f"{layer}.attention.output.LayerNorm.weight": [h], f"{layer}.attention.output.LayerNorm.bias": [h],
+            f"{layer}.intermediate.dense.weight": [inter, h], f"{layer}.intermediate.dense.bias": [inter],
+            f"{layer}.output.dense.weight": [h, inter], f"{layer}.output.dense.bias": [h],
+            f"{layer}.output.LayerNorm.weight": [h], f"{layer}.output.LayerNorm.bias": [h],
+        })
+    header = read_safetensors(clone_dir / "model.safetensors")
+    assert {name: t["shape"] for name, t in header.items()} == expected
+    assert 1 << 20 <= (clone_dir / "model.safetensors").stat().st_size <= 3 << 20
+    # sentence-transformers: Transformer -> Pooling (its dimension is the hidden size) -> Normalize.
+    modules = json.loads((clone_dir / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    pooling = json.loads((clone_dir / "1_Pooling" / "config.json").read_text())
+    assert pooling["word_embedding_dimension"] == h
+    assert json.loads((clone_dir / "config_sentence_transformers.json").read_text())["__version__"]
+
+
+CHECKS = {"lab/tiny-gpt2": check_gpt2, "lab/tiny-bert-embed": check_bert}
+
+
+@pytest.mark.parametrize("layout", ["nexus", "hf"])
+@pytest.mark.parametrize("repo", sorted(MODEL_PINS))
+def test_model_revisions_clone_with_real_lfs_content(repo: str, layout: str, tmp_path: Path,
+                                                      isolated_env: dict[str, str]) -> None:
+    """Both revisions of each model, through each layout: pinned commits and tags, real content whose
+    sha256 matches every pointer, weights and tokenizer in LFS and the rest in git, consistent files."""
+    repo_dir = clone(model_url(repo, layout), tmp_path / repo.split("/")[1], isolated_env)
+    tags = dict(line.split()[::-1] for line in git_in(isolated_env, repo_dir, "show-ref", "--tags").splitlines())
+    assert {tag.removeprefix("refs/tags/"): sha for tag, sha in tags.items()} == MODEL_PINS[repo]
+    assert git_in(isolated_env, repo_dir, "rev-parse", "HEAD").strip() == MODEL_PINS[repo]["v2"]
+    assert git_in(isolated_env, repo_dir, "rev-list", "--count", "HEAD").strip() == "2"
+    assert git_in(isolated_env, repo_dir, "rev-parse", "HEAD~1").strip() == MODEL_PINS[repo]["v1"]
+    contents = {}
+    for tag in ("v1", "v2"):
+        git_in(isolated_env, repo_dir, "checkout", "-q", tag)
+        pointers = lfs_files(repo_dir, isolated_env)
+        assert set(pointers) == {"model.safetensors", "tokenizer.json"}, "LFS holds exactly the weights and tokenizer"
+        for path, (oid, size) in pointers.items():
+            data = (repo_dir / path).read_bytes()
+            assert not data.startswith(LFS_POINTER), f"{tag}:{path} is a pointer, not the object"
+            assert (hashlib.sha256(data).hexdigest(), len(data)) == (oid, size), f"{tag}:{path}"
+        assert "Git LFS fsck OK" in git_in(isolated_env, repo_dir, "lfs", "fsck")
+        readme = (repo_dir / "README.md").read_text()
+        assert "random" in readme.lower() and "lab-generated" in readme
+        CHECKS[repo](repo_dir)
+        contents[tag] = {p: (repo_dir / p).read_bytes() for p in git_in(isolated_env, repo_dir, "ls-files").split()}
+    changed = sorted(p for p in contents["v2"] if contents["v1"].get(p) != contents["v2"][p])
+    small = [p for p in changed if p != "model.safetensors"]
+    assert "model.safetensors" in changed and len(small) == 1, changed
+    assert set(contents["v1"]) == set(contents["v2"])
+
+
+def models_json() -> dict[str, dict]:
+    out = subprocess.run([sys.executable, str(MIRROR), "models", "--json"], capture_output=True, text=True,
+                         check=True)
+    return {repo["repo"]: repo for repo in json.loads(out.stdout)}
+
+
+def test_hf_layout_serves_the_same_repository_read_only() -> None:
+    """/hf/<org>/<name> is the same bare repository as /repository/models/<org>/<name>.git, and its
+    LFS endpoint (<url>.git/info/lfs, as git-lfs derives it) hands out the same objects but refuses uploads."""
+    for repo in MODEL_PINS:
+        assert fetch(f"{model_url(repo, 'hf')}/info/refs") == fetch(f"{model_url(repo, 'nexus')}/info/refs")
+    weights = next(f for f in models_json()["lab/tiny-gpt2"]["revisions"]["v2"]["files"]
+                   if f["path"] == "model.safetensors")
+    body = json.dumps({"operation": "download", "transfers": ["basic"],
+                       "objects": [{"oid": weights["sha256"], "size": weights["size"]}]}).encode()
+    hf = model_url("lab/tiny-gpt2", "hf")
+    req = urllib.request.Request(f"{hf}.git/info/lfs/objects/batch", data=body, headers={
+        "Accept": "application/vnd.git-lfs+json", "Content-Type": "application/vnd.git-lfs+json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        answer = json.loads(resp.read())
+    href = answer["objects"][0]["actions"]["download"]["href"]
+    assert href.startswith(BASE + "/")
+    assert hashlib.sha256(fetch(href)).hexdigest() == weights["sha256"]
+    assert status_of(f"{hf}.git/info/lfs/objects/storage/{weights['sha256']}", method="PUT", data=b"x") == 403
+    assert status_of(f"{BASE}/hf/lab/no-such-model/info/refs") == 404
+
+
+def test_models_subcommand_reports_the_pins_and_sizes(tmp_path: Path, isolated_env: dict[str, str]) -> None:
+    summary = models_json()
+    for repo, pins in MODEL_PINS.items():
+        assert {tag: rev["commit"] for tag, rev in summary[repo]["revisions"].items()} == pins
+        assert summary[repo]["urls"] == {"nexus": model_url(repo, "nexus"), "hf": model_url(repo, "hf")}
+    # The reported size of a revision is the size of its checked-out files (LFS objects in full).
+    repo_dir = clone(model_url("lab/tiny-gpt2", "nexus"), tmp_path / "tiny-gpt2", isolated_env)
+    for tag in ("v1", "v2"):
+        git_in(isolated_env, repo_dir, "checkout", "-q", tag)
+        on_disk = sum((repo_dir / p).stat().st_size for p in git_in(isolated_env, repo_dir, "ls-files").split())
+        assert summary["lab/tiny-gpt2"]["revisions"][tag]["bytes"] == on_disk
+
+
+def test_bench_model_publisher(tmp_path: Path, isolated_env: dict[str, str]) -> None:
+    """`bench-model --size-mb 1`: a repository with 4 LFS files of 256 KiB and the same bytes as
+    plain downloads (with .sha256 files), which a later `build` leaves in place."""
+    subprocess.run([sys.executable, str(MIRROR), "bench-model", "--size-mb", "1"], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, str(MIRROR), "build"], check=True, stdout=subprocess.DEVNULL)
+    repo_dir = clone(model_url("bench/bulk-1m", "hf"), tmp_path / "bulk-1m", isolated_env)
+    pointers = lfs_files(repo_dir, isolated_env)
+    assert len(pointers) == 4 and {size for _, size in pointers.values()} == {256 * 1024}
+    assert json.loads((repo_dir / "config.json").read_text())["size_mb"] == 1
+    plain = f"{RAW}bench/bulk-1m/"
+    sums = dict(line.split()[::-1] for line in fetch(plain + "SHA256SUMS").decode().splitlines())
+    for path, (oid, _) in pointers.items():
+        data = fetch(plain + path)
+        assert hashlib.sha256(data).hexdigest() == oid == sums[path]
+        assert (repo_dir / path).read_bytes() == data
+        assert fetch(plain + path + ".sha256").decode().split()[0] == oid
 
 
 def test_lfs_uploads_are_refused_through_the_front_door() -> None:
