@@ -99,3 +99,32 @@ def run_role(role: str, *options: str, hosts: str = "all", extra_vars: dict | No
 def docker_exec(node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command on a node as root (for set-up that testinfra's host fixture does not cover)."""
     return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True, check=check)
+
+
+MIRROR_ACCESS_LOG = Path(os.environ.get("LAB_MIRROR_ACCESS_LOG", ROOT / ".lab" / "mirror" / "log" / "nginx-access.log"))
+_REQUEST = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) (?P<bytes>\d+)')
+
+
+class MirrorRequests:
+    """The requests the lab mirror's front door logged from the start of a `with` block to its end."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+
+    def __enter__(self) -> "MirrorRequests":
+        self._offset = MIRROR_ACCESS_LOG.stat().st_size
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        with MIRROR_ACCESS_LOG.open("rb") as log:
+            log.seek(self._offset)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+        self.requests = [m.groupdict() for m in map(_REQUEST.search, lines) if m]
+
+    def paths(self, prefix: str = "") -> list[str]:
+        """Request paths (query strings dropped) that start with `prefix`."""
+        return [r["path"].split("?")[0] for r in self.requests if r["path"].startswith(prefix)]
+
+    def lfs_downloads(self, prefix: str = "") -> list[str]:
+        """The Git LFS object ids downloaded through the front door from repositories under `prefix`."""
+        return [path.rsplit("/", 1)[-1] for path in self.paths(prefix) if "/info/lfs/objects/storage/" in path]
