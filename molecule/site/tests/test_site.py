@@ -86,11 +86,35 @@ def test_configs_import_with_the_group_tuning(host, node):
         f"worker=configs.FSCHAT_MODEL_WORKERS['default'], vs=configs.DEFAULT_VS_TYPE, "
         f"embed=configs.EMBEDDING_MODEL, llms=configs.LLM_MODELS)))\"")
     rendered = json.loads(out.splitlines()[-1])
-    assert rendered["vs"] == "milvus" and rendered["embed"] == "bge-base-zh-v1.5"
-    assert rendered["llms"] == ["chatglm3-6b-32k"]
+    assert rendered["vs"] == "milvus" and rendered["embed"] == "tiny-bert-embed"
+    assert rendered["llms"] == ["tiny-gpt2"]
     assert rendered["worker"]["infer_turbo"] == "vllm"
     for key, value in EXPECTED_WORKER[node].items():
         assert rendered["worker"][key] == value, key
+
+
+def test_models_are_where_chatchat_looks_for_them(host):
+    """MODEL_ROOT_PATH/<MODEL_PATH key> holds each configured model, weights in place of LFS pointers."""
+    out = host.check_output(
+        f"cd {CURRENT} && {ENV}/bin/python -c \"import json, configs; print(json.dumps(dict("
+        f"root=configs.MODEL_ROOT_PATH, models=[configs.EMBEDDING_MODEL] + configs.LLM_MODELS)))\"")
+    rendered = json.loads(out.splitlines()[-1])
+    for name in rendered["models"]:
+        path = f"{rendered['root']}/{name}"
+        assert host.file(f"{path}/config.json").is_file, path
+        weights = host.file(f"{path}/model.safetensors")
+        assert weights.size > 1024 and not weights.content_string[:40].startswith("version https://git-lfs"), path
+    env = host.file("/etc/chatfleet/models.env").content_string
+    assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
+
+
+def test_the_model_cache_serves_the_other_gpu_node(host, node):
+    """site-l40-1 is the model_cache host; site-a100-1 reads from it (rsync), not only from the mirror."""
+    if node != "site-l40-1":
+        pytest.skip("the cache runs on site-l40-1 only")
+    assert host.service("chatfleet-models-cache").is_running
+    listing = docker_exec("site-a100-1", "rsync", "rsync://127.0.0.1:8873/models/").stdout
+    assert "tiny-gpt2" in listing and "tiny-bert-embed" in listing
 
 
 def test_release_is_current_and_database_initialised_once(host):
@@ -118,6 +142,8 @@ BAD_INPUT = [
     (("-e", "python_env_python_version=3.10.12"), "python_env_python_version"),
     (("-e", '{"chatchat_llm_models": ["qwen-7b-chat"]}'), "chatchat_llm_models"),
     (("-e", '{"chatchat_knowledge_bases": ["知识库"]}'), "chatchat_knowledge_bases"),
+    (("-e", '{"models_manifest": [{"name": "tiny-gpt2", "repo": "lab/tiny-gpt2", "revision": "main", '
+      '"kind": "llm", "size": "4M"}]}'), "models_manifest"),
 ]
 
 
