@@ -14,7 +14,7 @@ The revision is the repository's HEAD (git ls-remote); expected_size is the sum 
 Pull throughput (each run, every method into a fresh directory; the order alternates between runs):
   module       `ansible localhost -c local -m model_pull` (ANSIBLE_LIBRARY=roles/models/library,
                ANSIBLE_MODULE_UTILS=roles/models/module_utils): metadata, git lfs fetch, hard links,
-               sha256 of every file; it must report action=pulled with every object from the mirror.
+               sha256 of every file; it must report outcome=pulled with every object from the mirror.
   copy         the plain files with one `curl --parallel --parallel-max 4` (4 at a time, as git-lfs
                transfers 4 files), timed alone ("copy"), then checked against SHA256SUMS twice, with
                `openssl dgst -sha256` ("copy+openssl", the comparable work: the module verifies every
@@ -229,8 +229,7 @@ class Bench:
     def module_result(log: Path) -> dict:
         text = log.read_text()
         try:
-            # The minimal callback: `localhost | CHANGED => {...}`. (The json callback would replace the
-            # module's own `action` key with the task's action name.)
+            # The minimal callback: `localhost | CHANGED => {...}`.
             result = json.loads(text[text.index("=> {") + 3:])
         except ValueError:
             raise SystemExit(f"no module result in {log}:\n{text[-3000:]}") from None
@@ -238,20 +237,20 @@ class Bench:
             raise SystemExit(f"the module failed ({log}): {result.get('msg')}")
         return result
 
-    def expect(self, result: dict, action: str, source: str | None, what: str) -> None:
-        if result.get("action") != action:
-            raise SystemExit(f"{what}: action {result.get('action')!r}, expected {action!r}: {result}")
+    def expect(self, result: dict, outcome: str, source: str | None, what: str) -> None:
+        if result.get("outcome") != outcome:
+            raise SystemExit(f"{what}: outcome {result.get('outcome')!r}, expected {outcome!r}: {result}")
         if source is not None:
             objects = result.get("objects", {})
             want = {"local": 0, "cache": 0, "mirror": 0, source: len([f for f in self.files if f.endswith(".bin")])}
             if objects != want:
                 raise SystemExit(f"{what}: objects {objects}, expected {want}")
 
-    def pull(self, node: Path, tag: str, source: str | None = "mirror", action: str = "pulled",
+    def pull(self, node: Path, tag: str, source: str | None = "mirror", outcome: str = "pulled",
              **extra: object) -> float:
         log = self.logs / f"{tag}.log"
         elapsed = run(self.module_argv(node, **extra), log, env=self.ansible_env)
-        self.expect(self.module_result(log), action, source, tag)
+        self.expect(self.module_result(log), outcome, source, tag)
         return elapsed
 
     def pull_many(self, nodes: list[Path], tag: str, source: str, **extra: object) -> tuple[float, list[float]]:
@@ -299,7 +298,7 @@ class Bench:
             if what == "ping":
                 overhead[what] = run(self.ping_argv(), self.logs / f"run{i}-ping.log", env=self.ansible_env)
             else:
-                overhead[what] = self.pull(node, f"run{i}-{what}", source=None, action="none",
+                overhead[what] = self.pull(node, f"run{i}-{what}", source=None, outcome="none",
                                            verify=what.split("-")[1])
                 if self.module_result(self.logs / f"run{i}-{what}.log").get("changed") is not False:
                     raise SystemExit(f"run {i}: the {what} rerun reported a change")

@@ -103,7 +103,7 @@ def test_models_are_where_chatchat_looks_for_them(host):
         path = f"{rendered['root']}/{name}"
         assert host.file(f"{path}/config.json").is_file, path
         weights = host.file(f"{path}/model.safetensors")
-        assert weights.size > 1024 and not weights.content_string[:40].startswith("version https://git-lfs"), path
+        assert weights.size > 1024 and not weights.content[:40].startswith(b"version https://git-lfs"), path
     env = host.file("/etc/chatfleet/models.env").content_string
     assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
 

@@ -39,7 +39,7 @@ options:
 
 RETURN = r"""
 revision_path: {description: The verified checkout dest points at., type: str}
-action: {description: "none, pulled, repaired or switched.", type: str}
+outcome: {description: "none, pulled, repaired or switched.", type: str}
 objects: {description: "LFS objects by source: local (hard links), cache, mirror.", type: dict}
 repaired: {description: Files found bad and fetched again, with the reason., type: dict}
 bytes: {description: Size of the revision's files., type: int}
@@ -54,7 +54,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
 from ansible.module_utils.model_store import (
-    active_revision, bad_files, file_digest, parse_lfs_pointer, read_record, record_path,
+    active_revision, bad_files, file_digest, inode_key, parse_lfs_pointer, read_record, record_path,
     revision_dir, staging_dir, LFS_POINTER_MAX_BYTES, RECORD_SUFFIX, STAGING_PREFIX,
 )
 
@@ -85,6 +85,8 @@ class ModelPull(object):
         self.model_store = os.path.join(self.store, self.name)
         self.shown_url = redact(self.p["url"])
         self.objects = {"local": 0, "cache": 0, "mirror": 0}
+        # inode_key -> sha256 of the objects this run hashed itself (not hashed again when verifying).
+        self.hashed = {}
         self.env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_LFS_SKIP_SMUDGE="1", LC_ALL="C")
 
     # ------------------------------------------------------------------ helpers
@@ -164,6 +166,7 @@ class ModelPull(object):
                 source = os.path.join(other_dir, entry["path"])
                 if (os.path.isfile(source) and os.path.getsize(source) == entry["size"]
                         and file_digest(source, "sha256") == entry["digest"]):
+                    self.hashed[inode_key(source)] = entry["digest"]
                     self.store_object(repo, source, entry["digest"], link=True)
                     wanted.pop(entry["digest"])
                     self.objects["local"] += 1
@@ -197,6 +200,7 @@ class ModelPull(object):
         for oid, entry in list(wanted.items()):
             received = os.path.join(inbox, entry["path"])
             if os.path.isfile(received) and file_digest(received, "sha256") == oid:
+                self.hashed[inode_key(received)] = oid
                 self.store_object(repo, received, oid, link=False)
                 wanted.pop(oid)
                 self.objects["cache"] += 1
@@ -249,7 +253,7 @@ class ModelPull(object):
         """Fetch, place and verify until every file is good; returns {path: reason} of what was bad."""
         repaired = {}
         for attempt in range(self.p["fetch_attempts"]):
-            problems = bad_files(repo, files, full=True)
+            problems = bad_files(repo, files, full=True, hashed=self.hashed)
             if not problems:
                 return repaired
             repaired.update(problems)
@@ -259,6 +263,7 @@ class ModelPull(object):
                     obj = self.object_path(repo, entry["digest"])
                     # An object in the store that does not hash right is dropped and fetched again.
                     if os.path.isfile(obj) and file_digest(obj, "sha256") != entry["digest"]:
+                        self.hashed.pop(inode_key(obj), None)
                         os.unlink(obj)
                     target = os.path.join(repo, entry["path"])
                     if os.path.lexists(target) and os.path.isfile(obj):
@@ -372,24 +377,24 @@ class ModelPull(object):
             problems = bad_files(final, record["files"], full=self.p["verify"] == "full")
             active = active_revision(dest, self.store, self.name) == self.rev
             if not problems and active:
-                result.update(changed=False, action="none", bytes=record["bytes"])
+                result.update(changed=False, outcome="none", bytes=record["bytes"])
                 return result
             if self.module.check_mode:
-                result.update(changed=True, action="repaired" if problems else "switched", repaired=problems,
+                result.update(changed=True, outcome="repaired" if problems else "switched", repaired=problems,
                               bytes=record["bytes"])
                 return result
             if problems:
                 self.git(final, "remote", "set-url", "origin", self.p["url"])
                 result["repaired"] = self.settle(final, record["files"])
             self.prune_object_store(final)
-            result.update(action="repaired" if problems else "switched", bytes=record["bytes"])
+            result.update(outcome="repaired" if problems else "switched", bytes=record["bytes"])
         else:
             if self.module.check_mode:
-                result.update(changed=True, action="pulled", bytes=self.p["expected_size"])
+                result.update(changed=True, outcome="pulled", bytes=self.p["expected_size"])
                 return result
             if not os.path.isdir(self.model_store):
                 os.makedirs(self.model_store)
-            result.update(action="pulled", bytes=self.pull())
+            result.update(outcome="pulled", bytes=self.pull())
         if os.path.lexists(dest) and not os.path.islink(dest):
             os.rename(dest, os.path.join(self.model_store, "unmanaged-%d" % int(time.time())))
         if not os.path.isdir(os.path.dirname(dest)):

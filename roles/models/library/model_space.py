@@ -52,7 +52,12 @@ measured_path:
 fits:
   description: Whether available_bytes >= needed_bytes.
   type: bool
+unmanaged:
+  description: Models whose path under root exists and is not a link (e.g. a manual clone).
+  type: list
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.model_store import free_bytes, is_present
@@ -70,16 +75,18 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    missing, missing_bytes = [], 0
+    missing, missing_bytes, unmanaged = [], 0, []
     for model in params["models"]:
         dest = "%s/%s" % (params["root"], model["name"])
+        if os.path.lexists(dest) and not os.path.islink(dest):
+            unmanaged.append(model["name"])
         if not is_present(dest, params["store"], model["name"], model["revision"]):
             missing.append(model["name"])
             missing_bytes += int(model["size"])
     needed = int(missing_bytes * (1 + params["margin_percent"] / 100.0)) + params["reserve_bytes"] if missing else 0
     available, measured = free_bytes(params["store"])
     module.exit_json(changed=False, missing=missing, needed_bytes=needed, available_bytes=available,
-                     measured_path=measured, fits=available >= needed)
+                     measured_path=measured, fits=available >= needed, unmanaged=unmanaged)
 
 
 if __name__ == "__main__":

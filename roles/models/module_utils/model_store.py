@@ -94,8 +94,17 @@ def git_blob_id(path, size, algorithm="sha1"):
     return file_digest(path, algorithm, prefix=b"blob %d\0" % size)
 
 
-def check_file(root, entry, full):
-    """Why the file of a manifest entry is not good, or None when it is."""
+def inode_key(path):
+    """Identity of a file's content on this host: a hard link has the same key, a rewrite a new mtime."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns if hasattr(stat, "st_mtime_ns") else stat.st_mtime
+
+
+def check_file(root, entry, full, hashed=None):
+    """Why the file of a manifest entry is not good, or None when it is.
+
+    `hashed` holds the inode_key of files whose sha256 this run already computed: not hashed twice.
+    """
     path = os.path.join(root, entry["path"])
     if not os.path.isfile(path) or os.path.islink(path):
         return "missing"
@@ -106,7 +115,7 @@ def check_file(root, entry, full):
                 if handle.read(len(LFS_POINTER_VERSION)) == LFS_POINTER_VERSION:
                     return "an LFS pointer instead of the content"
         return "size %d, expected %d" % (size, entry["size"])
-    if not full:
+    if not full or (hashed and entry["kind"] == "lfs" and hashed.get(inode_key(path)) == entry["digest"]):
         return None
     if entry["kind"] == "lfs":
         actual = file_digest(path, "sha256")
@@ -117,11 +126,11 @@ def check_file(root, entry, full):
     return None
 
 
-def bad_files(root, files, full):
+def bad_files(root, files, full, hashed=None):
     """{path: reason} for every manifest entry whose file is not good."""
     problems = {}
     for entry in files:
-        reason = check_file(root, entry, full)
+        reason = check_file(root, entry, full, hashed)
         if reason:
             problems[entry["path"]] = reason
     return problems

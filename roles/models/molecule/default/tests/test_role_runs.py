@@ -238,7 +238,8 @@ def test_an_unmanaged_directory_is_never_overwritten_unless_asked(lab, converged
     docker_exec(CACHE, "sh", "-c", f"mkdir -p {ROOT_PATH}/extra-manual && echo mine > {ROOT_PATH}/extra-manual/notes")
     run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[extra])})
     assert run.rc != 0, run
-    assert f"{ROOT_PATH}/extra-manual exists and is not managed by chatfleet" in run.flat, run
+    assert changed(run, CACHE) == 0, run  # stopped in preflight
+    assert f"not managed by chatfleet (a manual clone?): {ROOT_PATH}/extra-manual." in run.flat, run
     assert docker_exec(CACHE, "cat", f"{ROOT_PATH}/extra-manual/notes").stdout == "mine\n"
 
     run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[extra]),
