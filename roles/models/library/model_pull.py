@@ -110,6 +110,8 @@ class ModelPull(object):
 
     def link_into(self, source, target):
         """Hard-link source at target, replacing target in one rename."""
+        if os.path.isfile(target) and os.path.samefile(source, target):
+            return  # already that file (rename() onto another link of the same inode does nothing)
         tmp = "%s.chatfleet-%d" % (target, os.getpid())
         if os.path.lexists(tmp):
             os.unlink(tmp)

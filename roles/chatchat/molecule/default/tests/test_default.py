@@ -116,11 +116,13 @@ def test_configs_import_with_every_name_the_app_reads(configs, converged_release
 
 def test_configs_hold_the_poc_values(configs):
     assert configs["DEFAULT_VS_TYPE"] == "milvus"
-    assert configs["EMBEDDING_MODEL"] == "bge-base-zh-v1.5"
-    assert configs["LLM_MODELS"] == ["chatglm3-6b-32k"]
-    assert "chatglm3-6b-32k" in configs["MODEL_PATH"]["llm_model"]
-    assert "bge-base-zh-v1.5" in configs["MODEL_PATH"]["embed_model"]
-    assert "chatglm3-6b-32k" in configs["VLLM_MODEL_DICT"]
+    # The lab serves its own small models in place of the POC's (inventories/lab/group_vars/all/models.yml).
+    assert configs["EMBEDDING_MODEL"] == "tiny-bert-embed"
+    assert configs["LLM_MODELS"] == ["tiny-gpt2"]
+    assert configs["MODEL_ROOT_PATH"] == "/opt/chatchat/models"
+    assert "tiny-gpt2" in configs["MODEL_PATH"]["llm_model"]
+    assert "tiny-bert-embed" in configs["MODEL_PATH"]["embed_model"]
+    assert "tiny-gpt2" in configs["VLLM_MODEL_DICT"]
     # Chat defaults (POC table): plain LLM chat, and the knowledge-base chat's retrieval.
     assert (configs["TEMPERATURE"], configs["HISTORY_LEN"]) == (0.7, 10)
     assert (configs["VECTOR_SEARCH_TOP_K"], configs["SCORE_THRESHOLD"]) == (1, 1.0)
@@ -152,7 +154,7 @@ def test_servers_and_model_worker_per_gpu_type(configs, node):
 def test_startup_double_sees_one_gpu_per_worker(host):
     # The double merges default and per-model worker config the way startup.py does.
     out = json.loads(host.check_output(f"cd {CURRENT} && {PYTHON} startup.py -m"))
-    worker = out["services"]["model_worker/chatglm3-6b-32k"]
+    worker = out["services"]["model_worker/tiny-gpt2"]
     assert (worker["num_gpus"], worker["tensor_parallel_size"]) == (1, 1)
 
 

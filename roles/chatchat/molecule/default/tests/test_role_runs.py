@@ -93,7 +93,7 @@ def test_checksum_mismatch_fails_before_unpacking(converged):
     assert sh(L40, f"ls -d {release_dir('0.2.8', bad)} {CHATCHAT_ROOT}/releases/.staging-*", check=False) == ""
 
 
-@pytest.mark.parametrize("models", [["qwen-7b"], ["chatglm3-6b-32k", "Qwen-14B-Chat"]])
+@pytest.mark.parametrize("models", [["qwen-7b"], ["tiny-gpt2", "Qwen-14B-Chat"]])
 def test_llm_without_model_path_fails_naming_the_variables(converged, models):
     result = run_role("chatchat", hosts=L40, extra_vars={"chatchat_llm_models": models})
     assert result.rc != 0

@@ -122,7 +122,10 @@ def test_an_interrupted_pull_resumes_without_downloading_finished_objects(lab, c
     docker_exec(CACHE, "sh", "-c",
                 f"git init -q {staging} && cd {staging} && git remote add origin {MIRROR_URL}/repository/models/lab/{name}.git"
                 f" && git fetch -q origin && GIT_LFS_SKIP_SMUDGE=1 git checkout -q --detach {revision}"
-                f" && git lfs fetch --include={finished_path} origin {revision}")
+                f" && git lfs fetch --include={finished_path} origin {revision}"
+                # ... and was cut after it had hard-linked that object into place.
+                f" && ln -f .git/lfs/objects/{objects[finished_path][:2]}/{objects[finished_path][2:4]}/"
+                f"{objects[finished_path]} {finished_path}")
     assert docker_exec(CACHE, "test", "-f", f"{staging}/.git/lfs/objects/{objects[finished_path][:2]}/"
                        f"{objects[finished_path][2:4]}/{objects[finished_path]}", check=False).returncode == 0
 
@@ -135,6 +138,8 @@ def test_an_interrupted_pull_resumes_without_downloading_finished_objects(lab, c
     for path, oid in objects.items():
         assert sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") == oid, path
     assert docker_exec(CACHE, "test", "-e", staging, check=False).returncode != 0
+    leftovers = docker_exec(CACHE, "find", f"{STORE}/{name}/{revision}", "-name", "*.chatfleet-*").stdout
+    assert leftovers == ""
 
 
 def test_a_revision_change_moves_the_model_and_downloads_only_what_changed(lab, converged):
