@@ -117,7 +117,9 @@ def models_manifest_errors(manifest: Any, mirror_url: str = "") -> list[str]:
         elif enabled is True and not mirror_url:
             errors.append("%s: models_mirror_url is empty and the entry has no url" % where)
         revision = entry.get("revision")
-        if not (isinstance(revision, str) and REVISION_RE.match(revision)):
+        # A disabled entry may wait for its pin: it is checked once it is set or enabled.
+        unpinned_and_disabled = enabled is False and revision in ("", None)
+        if not unpinned_and_disabled and not (isinstance(revision, str) and REVISION_RE.match(revision)):
             errors.append("%s: revision %s must be the full 40-hex commit to pin (git ls-remote <url> shows it; "
                           "branch and tag names move)" % (where, _show(revision)))
         if entry.get("kind") not in KINDS:

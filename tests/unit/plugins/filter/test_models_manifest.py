@@ -53,6 +53,12 @@ def test_each_problem_is_named_with_its_entry_and_field(overrides, fragment):
     assert fragment in found[0]
 
 
+def test_a_disabled_entry_may_wait_for_its_pin_but_not_carry_a_bad_one():
+    assert errors([entry(revision="", enabled=False)], MIRROR) == []
+    assert "must be the full 40-hex commit" in errors([entry(revision="main", enabled=False)], MIRROR)[0]
+    assert "must be the full 40-hex commit" in errors([entry(revision="", enabled=True)], MIRROR)[0]
+
+
 def test_duplicate_names_and_bad_shapes_are_reported():
     assert any("appears twice" in e for e in errors([entry(), entry()], MIRROR))
     assert errors("chatglm3", MIRROR) == ["models_manifest must be a list of models, not str"]
