@@ -380,6 +380,15 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def alternating_run(measures: dict, run: int) -> dict:
+    """One run of every measure, in order on odd runs and reversed on even ones; their results by name."""
+    order = list(measures) if run % 2 else list(measures)[::-1]
+    row: dict = {"run": run, "order": "/".join(order)}
+    for name in order:
+        row[name] = measures[name](run)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3,
@@ -419,10 +428,7 @@ def main() -> int:
             bench.start_rsyncd()
         methods = {"module": bench.method_module, "copy": bench.method_copy, "lfs-clone": bench.method_clone}
         for i in range(1, args.runs + 1):
-            order = list(methods) if i % 2 else list(methods)[::-1]
-            row: dict = {"run": i, "order": "/".join(order)}
-            for name in order:
-                row[name] = methods[name](i)
+            row = alternating_run(methods, i)
             pulls.append(row)
             print(f"pull run {i} ({row['order']}): module {row['module']['seconds']:.1f} s, "
                   f"copy {row['copy']['copy']:.1f} s + verify {row['copy']['verify_openssl']:.1f} s (openssl) / "
@@ -431,11 +437,7 @@ def main() -> int:
                   f"size {row['module']['noop-size']:.1f} s, ping {row['module']['ping']:.1f} s", flush=True)
             if args.skip_fanout:
                 continue
-            cases = {"direct": bench.case_direct, "cache": bench.case_cache}
-            order = list(cases) if i % 2 else list(cases)[::-1]
-            row = {"run": i, "order": "/".join(order)}
-            for name in order:
-                row[name] = cases[name](i)
+            row = alternating_run({"direct": bench.case_direct, "cache": bench.case_cache}, i)
             fanouts.append(row)
             print(f"fan-out run {i} ({row['order']}): direct {row['direct']['seconds']:.1f} s "
                   f"({row['direct']['mirror']['bytes'] / MIB:.0f} MiB from the mirror), cache "
