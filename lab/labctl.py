@@ -25,7 +25,9 @@ LAB_INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
 DOCKERD_MARKER = STATE_DIR / "dockerd.pid"
 
 # Debian packages the control machine needs for the lab and the tests.
-HOST_PACKAGES = ["docker.io", "debootstrap", "git", "git-lfs", "nginx-light", "apt-utils", "rsync"]
+HOST_PACKAGES = ["docker.io", "debootstrap", "git", "git-lfs", "nginx-light", "apt-utils", "rsync",
+                 # `docker-compose config`: the schema check of the milvus role's rendered compose file.
+                 "docker-compose"]
 # Packages baked into the base image: what a freshly installed node has, plus systemd.
 IMAGE_PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-apt", "sudo", "dbus", "iproute2", "ca-certificates"]
 
