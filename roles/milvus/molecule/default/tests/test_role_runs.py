@@ -1,0 +1,115 @@
+"""Reruns of the role on the converged node: idempotence, check mode, external, and bad input."""
+from __future__ import annotations
+
+import pytest
+from testlib import docker_exec, run_role
+
+from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, PORT, ROOT_PASSWORD, healthz, milvus_py
+
+
+def _main_pid(host) -> str:
+    return host.check_output("systemctl show -p MainPID --value milvus")
+
+
+def test_second_run_changes_nothing(host):
+    before = _main_pid(host)
+    run = run_role("milvus", gather_facts=True)
+    assert run.rc == 0, run
+    assert run.changed == 0, run
+    assert "Smoke test as the application user" in run.output
+    assert _main_pid(host) == before
+
+
+def test_check_mode_changes_nothing(host):
+    run = run_role("milvus", "--check", "--diff", gather_facts=True)
+    assert run.rc == 0, run
+    assert run.changed == 0, run
+    assert "smoke test skipped in check mode" in run.output
+
+
+def test_external_method_checks_the_running_milvus(host):
+    """The external method against this node's Milvus: gates, secures and smokes; deploys nothing."""
+    run = run_role("milvus", gather_facts=True, extra_vars={
+        "milvus_method": "external", "milvus_external_host": "127.0.0.1",
+        "milvus_external_healthz_url": f"http://127.0.0.1:{METRICS_PORT}/healthz"})
+    assert run.rc == 0, run
+    assert run.changed == 0, run
+    assert "Deploy Milvus" not in run.output or "skipping" in run.output
+
+
+def _assert_unchanged(host, pid: str) -> None:
+    assert _main_pid(host) == pid
+    assert healthz(host) == "OK"
+    assert milvus_py(host, f'print(json.dumps(refused("{APP_USER}", "{APP_PASSWORD}")))') is None
+
+
+def test_wrong_root_password_fails_clearly_and_changes_nothing(host):
+    pid = _main_pid(host)
+    run = run_role("milvus", gather_facts=True, extra_vars={"milvus_root_password": "not-the-root-Pw1"})
+    assert run.rc != 0
+    assert "milvus_root_password is wrong" in run.flat
+    assert run.changed == 0, run
+    # The real root password still works: nothing was reset.
+    assert milvus_py(host, f'print(json.dumps(refused("root", "{ROOT_PASSWORD}")))') is None
+    _assert_unchanged(host, pid)
+
+
+def test_port_clash_fails_in_preflight(host):
+    pid = _main_pid(host)
+    taken = 19599
+    docker_exec(NODE, "systemd-run", "--unit=port-squatter", "python3", "-m", "http.server", str(taken),
+                "--bind", "127.0.0.1")
+    try:
+        host.run_expect([0], f"timeout 10 sh -c 'until ss -Hltn | grep -q :{taken}; do sleep 0.2; done'")
+        run = run_role("milvus", gather_facts=True, extra_vars={"milvus_metrics_port": taken})
+    finally:
+        docker_exec(NODE, "systemctl", "stop", "port-squatter", check=False)
+    assert run.rc != 0
+    assert f"port {taken} is in use" in run.flat and "milvus_metrics_port" in run.flat
+    assert run.changed == 0, run
+    _assert_unchanged(host, pid)
+
+
+def test_unknown_method_is_refused_by_the_argument_spec(host):
+    run = run_role("milvus", gather_facts=True, extra_vars={"milvus_method": "helm"})
+    assert run.rc != 0
+    assert "milvus_method" in run.flat and "helm" in run.flat
+    assert run.changed == 0, run
+
+
+def test_unreachable_external_endpoint_fails_before_any_change(host):
+    run = run_role("milvus", gather_facts=True, extra_vars={
+        "milvus_method": "external", "milvus_external_host": "127.0.0.1", "milvus_port": 1})
+    assert run.rc != 0
+    assert "does not accept connections" in run.flat and "milvus_external_host" in run.flat
+    assert run.changed == 0, run
+
+
+@pytest.mark.parametrize("extra_vars, named", [
+    ({"milvus_root_password": ""}, "milvus_root_password"),
+    ({"milvus_root_password": "Milvus"}, "factory default"),
+    ({"milvus_app_password": "short"}, "milvus_app_password"),
+    ({"milvus_app_user": "root"}, "milvus_app_user"),
+    ({"milvus_app_user": "chat-chat"}, "milvus_app_user"),
+    ({"milvus_port": 9161}, "must be distinct"),
+    ({"milvus_app_privileges": [["Database", "*", "*"]]}, "milvus_app_privileges"),
+])
+def test_bad_input_stops_in_preflight(host, extra_vars, named):
+    pid = _main_pid(host)
+    run = run_role("milvus", gather_facts=True, extra_vars=extra_vars)
+    assert run.rc != 0
+    assert named in run.flat
+    assert run.changed == 0, run
+    assert _main_pid(host) == pid
+
+
+def test_a_rotated_app_password_is_applied_and_nothing_else_changes(host):
+    pid = _main_pid(host)
+    rotated = run_role("milvus", gather_facts=True, extra_vars={"milvus_app_password": "rotated-app-Pw2"})
+    assert rotated.rc == 0, rotated
+    assert rotated.changed == 1, rotated
+    assert milvus_py(host, f'print(json.dumps(refused("{APP_USER}", "rotated-app-Pw2")))') is None
+    back = run_role("milvus", gather_facts=True)
+    assert back.rc == 0 and back.changed == 1, back
+    assert milvus_py(host, f'print(json.dumps(refused("{APP_USER}", "{APP_PASSWORD}")))') is None
+    assert _main_pid(host) == pid
