@@ -93,6 +93,25 @@ def test_configs_import_with_the_group_tuning(host, node):
         assert rendered["worker"][key] == value, key
 
 
+def test_chatchat_reaches_the_gated_milvus_with_its_configured_user(host):
+    """kb_config's kbs_config["milvus"] (from milvus_connection) logs in to the site's Milvus with
+    the Chatchat env's own pymilvus; the same client without credentials is refused."""
+    out = host.check_output(
+        f"cd {CURRENT} && {ENV}/bin/python -c \"import json, configs\n"
+        f"from pymilvus import connections, utility\n"
+        f"conf = configs.kbs_config['milvus']\n"
+        f"connections.connect('kb', host=conf['host'], port=conf['port'], user=conf['user'], password=conf['password'], timeout=10)\n"
+        f"utility.list_collections(using='kb')\n"
+        f"try:\n"
+        f"    connections.connect('anon', host=conf['host'], port=conf['port'], timeout=10); utility.list_collections(using='anon'); anon = 'accepted'\n"
+        f"except Exception as exc:\n"
+        f"    anon = str(exc)\n"
+        f"print(json.dumps(dict(user=conf['user'], anon=anon)))\"")
+    result = json.loads(out.splitlines()[-1])
+    assert result["user"] == "chatchat"
+    assert "UNAUTHENTICATED" in result["anon"]
+
+
 def test_models_are_where_chatchat_looks_for_them(host):
     """MODEL_ROOT_PATH/<MODEL_PATH key> holds each configured model, weights in place of LFS pointers."""
     out = host.check_output(
