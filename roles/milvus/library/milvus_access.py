@@ -13,8 +13,9 @@ description:
   - Fails when Milvus accepts a client without credentials (authorization off).
   - Logs in as root with root_password; if that is refused, with root_initial_password (the factory
     default), and then changes it to root_password. Fails when neither logs in.
-  - Creates app_user (or recreates it when app_password no longer logs in), the role app_role with
-    exactly app_privileges (missing grants added, others revoked), and puts app_user in it.
+  - Creates app_user (an existing one must log in with app_password, else it fails and changes
+    nothing), the role app_role with exactly app_privileges (missing grants added, others revoked),
+    and puts app_user in it.
   - Runs in the role's client venv (pymilvus 2.3). Supports check mode (reports, changes nothing).
 options:
   host: {description: Milvus host., type: str, required: true}
@@ -32,7 +33,7 @@ options:
 
 RETURN = r"""
 root_password_changed: {description: The factory default root password was replaced., type: bool, returned: always}
-app_user_created: {description: The application user was created or recreated., type: bool, returned: always}
+app_user_created: {description: The application user was created., type: bool, returned: always}
 granted: {description: Grants added to app_role., type: list, returned: always}
 revoked: {description: Grants removed from app_role., type: list, returned: always}
 """
@@ -70,17 +71,21 @@ def _ensure_app_user(module, params, alias):
     from pymilvus import utility  # pylint: disable=import-outside-toplevel
 
     user, password = params["app_user"], params["app_password"]
-    if user in utility.list_usernames(using=alias):
-        try:
-            disconnect(connect(params, "app-check", user, password))
-            return False
-        except LoginRefused:
-            pass  # the password changed: recreate the user (root cannot set it without the old one)
+    if user not in utility.list_usernames(using=alias):
         if not module.check_mode:
-            utility.delete_user(user, using=alias)
-    if not module.check_mode:
-        utility.create_user(user, password, using=alias)
-    return True
+            utility.create_user(user, password, using=alias)
+        return True
+    try:
+        disconnect(connect(params, "app-check", user, password))
+    except LoginRefused:
+        # Milvus 2.3 sets a password only given the old one, and a deleted and recreated user
+        # does not get its role's privileges back in the proxy's cache: stop, change nothing.
+        module.fail_json(msg=(
+            "Milvus at %s refuses %s with milvus_app_password: the user exists with another password. "
+            "Set milvus_app_password to its current password, or change it with pymilvus "
+            "utility.update_password('%s', <old>, <new>) and then set the new one. Nothing was changed."
+            % (endpoint(params), user, user)))
+    return False
 
 
 def _ensure_role(module, params, alias):
