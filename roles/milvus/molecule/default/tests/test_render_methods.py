@@ -48,7 +48,7 @@ DOCKER_ABSENT = re.compile(r"Unit docker\.service not found|Command /usr/bin/doc
 
 @pytest.fixture(scope="module")
 def node(host) -> str:
-    return host.backend.name
+    return host.backend.get_hostname()
 
 
 def sh(node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -7,6 +7,36 @@ from testlib import docker_exec, run_role
 from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, PORT, ROOT_PASSWORD, healthz, milvus_py
 
 
+@pytest.fixture(scope="module", autouse=True)
+def sentinel(host):
+    """A knowledge base's worth of data that every failed or check-mode run must leave intact."""
+    rows = milvus_py(host, f"""
+        login("app", "{APP_USER}", "{APP_PASSWORD}")
+        if utility.has_collection("kb_sentinel", using="app"):
+            utility.drop_collection("kb_sentinel", using="app")
+        schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
+                                   FieldSchema("vec", DataType.FLOAT_VECTOR, dim=2)])
+        c = Collection("kb_sentinel", schema, using="app")
+        c.insert([[7, 8, 9], [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]])
+        c.flush()
+        print(json.dumps(c.num_entities))
+    """)
+    assert rows == 3
+    yield
+    milvus_py(host, f"""
+        login("app", "{APP_USER}", "{APP_PASSWORD}")
+        utility.drop_collection("kb_sentinel", using="app")
+        print(json.dumps(True))
+    """)
+
+
+def _sentinel_rows(host) -> int:
+    return milvus_py(host, f"""
+        login("root", "root", "{ROOT_PASSWORD}")
+        print(json.dumps(Collection("kb_sentinel", using="root").num_entities))
+    """)
+
+
 def _main_pid(host) -> str:
     return host.check_output("systemctl show -p MainPID --value milvus")
 
@@ -25,6 +55,7 @@ def test_check_mode_changes_nothing(host):
     assert run.rc == 0, run
     assert run.changed == 0, run
     assert "smoke test skipped in check mode" in run.output
+    assert _sentinel_rows(host) == 3
 
 
 def test_external_method_checks_the_running_milvus(host):
@@ -41,6 +72,7 @@ def _assert_unchanged(host, pid: str) -> None:
     assert _main_pid(host) == pid
     assert healthz(host) == "OK"
     assert milvus_py(host, f'print(json.dumps(refused("{APP_USER}", "{APP_PASSWORD}")))') is None
+    assert _sentinel_rows(host) == 3
 
 
 def test_wrong_root_password_fails_clearly_and_changes_nothing(host):
@@ -100,7 +132,7 @@ def test_bad_input_stops_in_preflight(host, extra_vars, named):
     assert run.rc != 0
     assert named in run.flat
     assert run.changed == 0, run
-    assert _main_pid(host) == pid
+    _assert_unchanged(host, pid)
 
 
 def test_an_app_password_that_no_longer_logs_in_fails_and_changes_nothing(host):
