@@ -638,6 +638,11 @@ class Service:
     def start(self) -> None:
         if self.running():
             return
+        # Something else answers on our address (another checkout's mirror, say): a new process
+        # could not bind, yet the health check below would pass against the stranger.
+        if self.healthy():
+            sys.exit(f"{self.name}: {self.health} is answered by a process this checkout did not start "
+                     f"(another checkout's lab mirror?): stop it there (`lab/mirror.py stop`) and retry")
         LOG.mkdir(parents=True, exist_ok=True)
         with open(LOG / f"{self.name}.log", "ab") as logfile:
             proc = subprocess.Popen(self._argv(), stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
