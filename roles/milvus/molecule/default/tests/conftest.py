@@ -19,6 +19,16 @@ def login(alias, user="", password=""):
     connections.connect(alias, host="127.0.0.1", port="{PORT}", timeout=10, **kwargs)
     utility.list_collections(using=alias, timeout=10)
     return alias
+# A new collection `name` (pk INT64, vec FLOAT_VECTOR) holding the rows, flushed.
+def fresh_collection(alias, name, ids, vectors):
+    if utility.has_collection(name, using=alias):
+        utility.drop_collection(name, using=alias)
+    schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
+                               FieldSchema("vec", DataType.FLOAT_VECTOR, dim=len(vectors[0]))])
+    c = Collection(name, schema, using=alias)
+    c.insert([ids, vectors])
+    c.flush()
+    return c
 def refused(user="", password=""):
     try:
         login("probe", user, password)

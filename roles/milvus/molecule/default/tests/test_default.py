@@ -84,13 +84,7 @@ def test_app_user_has_the_app_role_and_no_admin_rights(host):
 def test_app_user_creates_and_searches_a_collection(host):
     hits = milvus_py(host, f"""
         login("app", "{APP_USER}", "{APP_PASSWORD}")
-        if utility.has_collection("kb_probe", using="app"):
-            utility.drop_collection("kb_probe", using="app")
-        schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
-                                   FieldSchema("vec", DataType.FLOAT_VECTOR, dim=4)])
-        c = Collection("kb_probe", schema, using="app")
-        c.insert([[10, 20, 30], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]])
-        c.flush()
+        c = fresh_collection("app", "kb_probe", [10, 20, 30], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
         c.create_index("vec", {{"index_type": "FLAT", "metric_type": "L2", "params": {{}}}})
         c.load()
         found = c.search([[0, 0.9, 0.1, 0]], "vec", {{"metric_type": "L2"}}, limit=2)[0].ids
@@ -103,13 +97,7 @@ def test_app_user_creates_and_searches_a_collection(host):
 def test_inserted_data_survives_a_service_restart(host):
     inserted = milvus_py(host, f"""
         login("app", "{APP_USER}", "{APP_PASSWORD}")
-        if utility.has_collection("kb_persist", using="app"):
-            utility.drop_collection("kb_persist", using="app")
-        schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
-                                   FieldSchema("vec", DataType.FLOAT_VECTOR, dim=2)])
-        c = Collection("kb_persist", schema, using="app")
-        c.insert([[1, 2, 3, 4], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]]])
-        c.flush()
+        c = fresh_collection("app", "kb_persist", [1, 2, 3, 4], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8]])
         print(json.dumps(c.num_entities))
     """)
     assert inserted == 4

@@ -80,13 +80,18 @@ def systemd_environment_file(node: str, path: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-@pytest.fixture(scope="module")
-def compose_render(node):
-    sh(node, f"rm -rf {COMPOSE_DIR}")
-    result = run_role("milvus", hosts=node, tasks_from="compose_files.yml", extra_vars=COMPOSE_VARS)
+def _render(node, scratch: str, tasks_from: str, extra_vars: dict):
+    """Run a render-only entry point into a scratch dir, removed before and after."""
+    sh(node, f"rm -rf {scratch}")
+    result = run_role("milvus", hosts=node, tasks_from=tasks_from, extra_vars=extra_vars)
     assert result.rc == 0, result
     yield result
-    sh(node, f"rm -rf {COMPOSE_DIR}")
+    sh(node, f"rm -rf {scratch}")
+
+
+@pytest.fixture(scope="module")
+def compose_render(node):
+    yield from _render(node, COMPOSE_DIR, "compose_files.yml", COMPOSE_VARS)
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +246,7 @@ def test_compose_preflight_requires_the_compose_command(node):
 
 @pytest.fixture(scope="module")
 def package_render(node):
-    sh(node, f"rm -rf {PACKAGE_DIR}")
-    result = run_role("milvus", hosts=node, tasks_from="package_files.yml", extra_vars=PACKAGE_VARS)
-    assert result.rc == 0, result
-    yield result
-    sh(node, f"rm -rf {PACKAGE_DIR}")
+    yield from _render(node, PACKAGE_DIR, "package_files.yml", PACKAGE_VARS)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ def sentinel(host):
     """A knowledge base's worth of data that every failed or check-mode run must leave intact."""
     rows = milvus_py(host, f"""
         login("app", "{APP_USER}", "{APP_PASSWORD}")
-        if utility.has_collection("kb_sentinel", using="app"):
-            utility.drop_collection("kb_sentinel", using="app")
-        schema = CollectionSchema([FieldSchema("pk", DataType.INT64, is_primary=True),
-                                   FieldSchema("vec", DataType.FLOAT_VECTOR, dim=2)])
-        c = Collection("kb_sentinel", schema, using="app")
-        c.insert([[7, 8, 9], [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]])
-        c.flush()
+        c = fresh_collection("app", "kb_sentinel", [7, 8, 9], [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]])
         print(json.dumps(c.num_entities))
     """)
     assert rows == 3
