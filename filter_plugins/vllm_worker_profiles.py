@@ -70,7 +70,7 @@ vllm_worker_profiles:
       description:
         - "Explicit workers, each {name, gpus: [GPU indexes], port (optional)}. Names match
           [A-Za-z0-9][A-Za-z0-9_.-]* (they name systemd units); C(all) is reserved."
-        - Empty or null means one worker, named after the model, over every GPU.
+        - Empty or null means the default split (see gpus_per_worker): one worker, named after the model, over every GPU.
       type: list
       elements: dict
       default: []
@@ -95,6 +95,13 @@ vllm_worker_profiles:
       description: The shortest derived max_model_len accepted (or the model's own when that is shorter).
       type: int
       default: 2048
+    gpus_per_worker:
+      description:
+        - Without explicit workers, split the host's GPUs (in index order) into workers of this many GPUs,
+          named <model>-0, <model>-1, ... (the model's name alone when one set results). It must divide the GPU count.
+        - Null means one worker over every GPU.
+      type: int
+      default: null
 """
 
 EXAMPLES = r"""
@@ -156,6 +163,7 @@ VARIABLES: dict[str, str] = {
     "profile": "chatchat_fschat_model_workers_default",
     "workers": "chatchat_vllm_workers",
     "overrides": "chatchat_vllm_overrides",
+    "gpus_per_worker": "chatchat_vllm_gpus_per_worker",
 }
 
 MIB = 1024 * 1024
@@ -235,10 +243,26 @@ def _check_model(model: Any) -> dict[str, Any]:
     return checked
 
 
-def _check_workers(workers: Any, by_index: dict[int, dict[str, Any]], model_name: str) -> list[dict[str, Any]]:
+def _split_gpus(by_index: dict[int, dict[str, Any]], model_name: str, per_worker: Any) -> list[dict[str, Any]]:
+    """The default workers: every GPU in one worker, or consecutive sets of per_worker GPUs."""
+    indexes = sorted(by_index)
+    if per_worker is None:
+        return [{"name": model_name, "gpus": indexes}]
+    variable = VARIABLES["gpus_per_worker"]
+    if not _is_int(per_worker) or per_worker <= 0 or len(indexes) % per_worker:
+        raise _fail(f"{variable} {_show(per_worker)} must be a positive integer that divides the host's "
+                    f"{len(indexes)} GPU(s), or null for one worker over every GPU")
+    sets = [indexes[start:start + per_worker] for start in range(0, len(indexes), per_worker)]
+    if len(sets) == 1:
+        return [{"name": model_name, "gpus": sets[0]}]
+    return [{"name": f"{model_name}-{number}", "gpus": gpus} for number, gpus in enumerate(sets)]
+
+
+def _check_workers(workers: Any, by_index: dict[int, dict[str, Any]], model_name: str,
+                   per_worker: Any = None) -> list[dict[str, Any]]:
     variable = VARIABLES["workers"]
     if workers in (None, []):
-        return [{"name": model_name, "gpus": sorted(by_index)}]
+        return _split_gpus(by_index, model_name, per_worker)
     if not isinstance(workers, list):
         raise _fail(f"{variable} must be a list of {{name, gpus, port}}, got {_show(workers)}")
     owner: dict[int, str] = {}
@@ -366,13 +390,14 @@ def vllm_worker_profiles(gpus: list[dict[str, Any]], model: dict[str, Any], prof
                          workers: list[dict[str, Any]] | None = None,
                          overrides: dict[str, dict[str, Any]] | None = None,
                          base_port: int = 20002, taken_ports: list[int] | None = None,
-                         reserve_mib: int = 1024, min_model_len: int = 2048) -> list[dict[str, Any]]:
+                         reserve_mib: int = 1024, min_model_len: int = 2048,
+                         gpus_per_worker: int | None = None) -> list[dict[str, Any]]:
     """One vLLM worker profile per GPU set of the host, derived from its GPUs, the model and the group's tuning."""
     by_index = _check_gpus(gpus)
     model = _check_model(model)
     if not isinstance(profile, dict):
         raise _fail(f"{VARIABLES['profile']} must be a mapping of worker values, got {_show(profile)}")
-    planned = _check_workers(workers, by_index, model["name"])
+    planned = _check_workers(workers, by_index, model["name"], gpus_per_worker)
     names = [worker["name"] for worker in planned]
     overrides = _check_overrides(overrides, names)
     for label, value in (("base_port", base_port), ("reserve_mib", reserve_mib), ("min_model_len", min_model_len)):

@@ -422,3 +422,28 @@ def test_the_filter_has_type_hints() -> None:
     for func in FILTERS.values():
         hints = inspect.get_annotations(func)
         assert "return" in hints and len(hints) == len(inspect.signature(func).parameters) + 1
+
+
+def test_gpus_per_worker_splits_eight_a100_into_eight_workers_of_one_gpu() -> None:
+    workers = profiles(A100_80G_X8, CHATGLM3, group_profile("a100"), gpus_per_worker=1)
+    assert [w["name"] for w in workers] == [f"chatglm3-6b-32k-{n}" for n in range(8)]
+    assert [w["gpus"] for w in workers] == [[n] for n in range(8)]
+    assert {(w["num_gpus"], w["tensor_parallel_size"]) for w in workers} == {(1, 1)}
+    assert [w["port"] for w in workers] == list(range(20002, 20010))
+
+
+def test_gpus_per_worker_covering_every_gpu_keeps_the_model_name() -> None:
+    (worker,) = profiles(L40, CHATGLM3, group_profile("l40"), gpus_per_worker=1)
+    assert worker["name"] == "chatglm3-6b-32k"
+
+
+@pytest.mark.parametrize("per_worker", [3, 0, -1, "2", True])
+def test_gpus_per_worker_must_divide_the_gpus(per_worker: Any) -> None:
+    with pytest.raises(AnsibleFilterError, match="chatchat_vllm_gpus_per_worker"):
+        profiles(A100_80G_X8, CHATGLM3, group_profile("a100"), gpus_per_worker=per_worker)
+
+
+def test_explicit_workers_win_over_gpus_per_worker() -> None:
+    workers = profiles(A100_80G_X8, CHATGLM3, group_profile("a100"), [{"name": "all-eight", "gpus": list(range(8))}],
+                                   gpus_per_worker=1)
+    assert [(w["name"], w["tensor_parallel_size"]) for w in workers] == [("all-eight", 8)]
