@@ -143,6 +143,63 @@ def test_release_is_current_and_database_initialised_once(host):
     assert log.exists and len(log.content_string.splitlines()) == 1
 
 
+# Each node's services (lab group_vars: the L40 node on the default ports, the A100 node's moved by
+# 1000 because the lab's nodes share the host's network) and its workers.
+SERVICES = {
+    "site-l40-1": {"openai_api": 20000, "api": 7861, "webui": 8501, "workers": ["tiny-gpt2"],
+                   "concurrency": "100"},
+    "site-a100-1": {"openai_api": 21000, "api": 8861, "webui": 9501, "workers": ["tiny-gpt2-0", "tiny-gpt2-1"],
+                    "concurrency": "300"},
+}
+
+
+def node_http(host, url: str, body: dict | None = None) -> tuple[int, str]:
+    """(status, body) of a request made on the node with its system python3."""
+    data = json.dumps(json.dumps(body)) if body is not None else "None"
+    script = (
+        "import urllib.request, urllib.error\n"
+        f"data = {data}\n"
+        f"req = urllib.request.Request({url!r}, data=data.encode() if data else None, "
+        "headers={'Content-Type': 'application/json'})\n"
+        "try:\n"
+        "    answer = urllib.request.urlopen(req, timeout=120); print(answer.status); print(answer.read().decode())\n"
+        "except urllib.error.HTTPError as error:\n"
+        "    print(error.code); print(error.read().decode())\n")
+    out = host.check_output(f"python3 - <<'EOF'\n{script}\nEOF")
+    status, _, text = out.partition("\n")
+    return int(status), text
+
+
+def test_every_service_runs_as_its_own_unit_and_answers(host, node):
+    services = SERVICES[node]
+    units = (["chatchat-controller", "chatchat-openai-api", "chatchat-api", "chatchat-webui"]
+             + [f"chatchat-worker-{name}" for name in services["workers"]])
+    for unit in units:
+        assert host.service(unit).is_running and host.service(unit).is_enabled, unit
+        assert host.check_output(f"systemctl show -p User --value {unit}") == "chatchat"
+    assert node_http(host, f"http://127.0.0.1:{services['webui']}/_stcore/health")[0] == 200
+    status, text = node_http(host, f"http://127.0.0.1:{services['api']}/knowledge_base/list_knowledge_bases")
+    assert status == 200 and json.loads(text)["code"] == 200
+
+
+def test_each_nodes_openai_api_answers_a_chat_completion_through_its_workers(host, node):
+    services = SERVICES[node]
+    status, text = node_http(host, f"http://127.0.0.1:{services['openai_api']}/v1/chat/completions",
+                             {"model": "tiny-gpt2", "messages": [{"role": "user", "content": "hello"}],
+                              "max_tokens": 16, "temperature": 1.0})
+    assert status == 200, text
+    answer = json.loads(text)
+    assert answer["usage"]["completion_tokens"] > 0 and answer["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_the_workers_carry_their_gpu_groups_profile(host, node):
+    for name in SERVICES[node]["workers"]:
+        pid = host.check_output(f"systemctl show -p MainPID --value chatchat-worker-{name}")
+        argv = host.file(f"/proc/{pid}/cmdline").content_string.split("\0")
+        assert argv[argv.index("--limit-worker-concurrency") + 1] == SERVICES[node]["concurrency"]
+        assert argv[argv.index("--num-gpus") + 1] == "1"
+
+
 def test_second_run_changes_nothing():
     result = run_site()
     assert result.rc == 0, result

@@ -1,0 +1,152 @@
+"""Reruns of the converge playbook (gpu_preflight, chatchat, chatchat_services) against the running node:
+idempotence, check mode, targeted restarts, recovery, and bad input that must change no unit."""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+from conftest import NODE, PORTS, UNITS, WORKERS, chat, http, main_pids, show, wait_models_listed
+from testlib import ROOT, docker_exec, run_playbook
+
+CONVERGE = ROOT / "roles" / "chatchat_services" / "molecule" / "default" / "converge.yml"
+LAB_OVERRIDES = {"all": {"infer_turbo": False}}
+
+
+def unit_digests(host) -> dict[str, str]:
+    return {unit: hashlib.sha256(host.file(f"/etc/systemd/system/{unit}.service").content).hexdigest()
+            for unit in UNITS}
+
+
+def restarted(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(unit for unit in before if before[unit] != after[unit])
+
+
+def test_a_second_run_changes_nothing_and_restarts_nothing(host):
+    before = main_pids(host)
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0 and run.changed == 0, run
+    assert main_pids(host) == before
+
+
+def test_check_mode_changes_nothing(host):
+    before = main_pids(host)
+    run = run_playbook(CONVERGE, "--check", "--diff")
+    assert run.rc == 0 and run.changed == 0, run
+    assert main_pids(host) == before
+
+
+def test_a_config_change_restarts_only_the_api_and_the_webui(host):
+    before = main_pids(host)
+    run = run_playbook(CONVERGE, extra_vars={"chatchat_temperature": 0.5})
+    assert run.rc == 0, run
+    after = main_pids(host)
+    assert restarted(before, after) == ["chatchat-api", "chatchat-webui"]
+    status, _ = http(host, f"http://127.0.0.1:{PORTS['webui']}/_stcore/health")
+    assert status == 200
+    # Back to the inventory's value: the same two, again.
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0 and restarted(after, main_pids(host)) == ["chatchat-api", "chatchat-webui"], run
+
+
+def test_one_workers_tuning_restarts_that_worker_only(host):
+    before = main_pids(host)
+    overrides = dict(LAB_OVERRIDES, **{"tiny-gpt2-1": {"limit_worker_concurrency": 7}})
+    run = run_playbook(CONVERGE, extra_vars={"chatchat_vllm_overrides": overrides})
+    assert run.rc == 0, run
+    after = main_pids(host)
+    assert restarted(before, after) == ["chatchat-worker-tiny-gpt2-1"]
+    argv = host.file(f"/proc/{after['chatchat-worker-tiny-gpt2-1']}/cmdline").content_string.split("\0")
+    assert argv[argv.index("--limit-worker-concurrency") + 1] == "7"
+    assert chat(host)["usage"]["completion_tokens"] > 0
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0 and restarted(after, main_pids(host)) == ["chatchat-worker-tiny-gpt2-1"], run
+
+
+def test_a_killed_worker_is_restarted_by_systemd_and_serves_again(host):
+    unit = "chatchat-worker-tiny-gpt2-0"
+    pid = show(host, unit, "MainPID")["MainPID"]
+    docker_exec(NODE, "kill", "-9", pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = show(host, unit, "MainPID", "ActiveState", "NRestarts")
+        status, _ = http(host, f"http://127.0.0.1:{WORKERS['tiny-gpt2-0'][0]}/worker_get_status", "POST", timeout=5)
+        if state["MainPID"] not in ("0", pid) and state["ActiveState"] == "active" and status == 200:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"{unit} did not come back after kill -9: {state}")
+    assert int(state["NRestarts"]) >= 1
+    wait_models_listed(host)
+    assert chat(host)["usage"]["completion_tokens"] > 0
+
+
+def test_a_port_held_by_another_process_stops_the_run_then_the_next_run_recovers(host):
+    unit, port = "chatchat-webui", PORTS["webui"]
+    docker_exec(NODE, "systemctl", "stop", f"{unit}.service")
+    docker_exec(NODE, "systemd-run", "--unit=port-squatter", "python3", "-m", "http.server", str(port),
+                "--bind", "0.0.0.0")
+    try:
+        deadline = time.monotonic() + 30
+        while http(host, f"http://127.0.0.1:{port}/", timeout=2)[0] != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        others = {u: pid for u, pid in main_pids(host).items() if u != unit}
+        digests = unit_digests(host)
+        run = run_playbook(CONVERGE)
+        assert run.rc != 0 and run.changed == 0, run
+        assert f"port {port} is in use" in run.flat and "chatchat_services_" in run.flat
+        assert {u: pid for u, pid in main_pids(host).items() if u != unit} == others
+        assert unit_digests(host) == digests
+        # The unit's own pre-start check refuses too, naming the port, instead of a crash loop.
+        start = host.run(f"systemctl start {unit}.service")
+        assert start.rc != 0
+        assert f"port {port} is in use" in host.run(f"journalctl -u {unit}.service -n 20 --no-pager").stdout
+    finally:
+        docker_exec(NODE, "systemctl", "stop", "port-squatter", check=False)
+        docker_exec(NODE, "systemctl", "reset-failed", f"{unit}.service", check=False)
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0, run
+    assert host.service(unit).is_running
+    assert http(host, f"http://127.0.0.1:{port}/_stcore/health")[0] == 200
+
+
+BAD_INPUTS = [
+    pytest.param({"chatchat_webui_port": PORTS["api"]}, "must be distinct", id="port-used-twice"),
+    pytest.param({"chatchat_vllm_overrides": dict(LAB_OVERRIDES, **{"tiny-gpt2-0": {"tensor_parallel_size": 2}})},
+                 "chatchat_vllm_overrides", id="tensor-parallel-not-the-gpus"),
+    pytest.param({"chatchat_vllm_model": {"name": "tiny-gpt2", "params_b": 70.0, "dtype_bytes": 2,
+                                          "max_model_len": 4096}},
+                 "over-commit", id="gpu-memory-over-committed"),
+    pytest.param({"chatchat_services_workers": [{"name": "ghost-0", "model": "ghost", "port": 21002,
+                                                 "cuda_visible_devices": "0", "infer_turbo": False}]},
+                 "/opt/chatchat/models/ghost/config.json", id="model-not-on-the-node"),
+]
+
+
+@pytest.mark.parametrize("extra_vars, fragment", BAD_INPUTS)
+def test_bad_input_fails_before_any_unit_changes(host, extra_vars, fragment):
+    pids, digests = main_pids(host), unit_digests(host)
+    run = run_playbook(CONVERGE, extra_vars=extra_vars)
+    assert run.rc != 0 and fragment in run.flat, run
+    assert main_pids(host) == pids and unit_digests(host) == digests
+
+
+def test_prod_vllm_units_render_with_the_l40_and_a100_profiles(host):
+    """The prod path (vLLM on GPUs) cannot run here: its units are rendered from the prod inventory's
+    group profiles over the recorded GPUs and checked by systemd-analyze verify on the node."""
+    run = run_playbook(Path(__file__).resolve().parents[1] / "render_units.yml")
+    assert run.rc == 0, run
+    l40 = host.file("/tmp/render-prod-units/l40/chatchat-worker-chatglm3-6b-32k.service").content_string
+    assert "fastchat.serve.vllm_worker" in l40 and "--gpu-memory-utilization 0.9 " in l40
+    assert "--limit-worker-concurrency 100 " in l40 and "--tensor-parallel-size 1 " in l40
+    assert 'Environment="CUDA_VISIBLE_DEVICES=0"' in l40 and "PrivateDevices" not in l40
+    a100 = sorted(host.file("/tmp/render-prod-units/a100").listdir())
+    assert [n for n in a100 if n.startswith("chatchat-worker-")] == [
+        f"chatchat-worker-chatglm3-6b-32k-{n}.service" for n in range(8)]
+    worker7 = host.file("/tmp/render-prod-units/a100/chatchat-worker-chatglm3-6b-32k-7.service").content_string
+    for expected in ("--gpu-memory-utilization 0.95 ", "--max-num-seqs 512 ", "--max-paddings 256 ",
+                     "--limit-worker-concurrency 300 ", "--tensor-parallel-size 1 ", "--num-gpus 1 ",
+                     "--port 20009 ", 'Environment="CUDA_VISIBLE_DEVICES=7"'):
+        assert expected in worker7, expected
+    assert "--max-num-batched-tokens" not in worker7 and "--worker-use-ray" not in worker7
