@@ -140,7 +140,9 @@ def test_prod_vllm_units_render_with_the_l40_and_a100_profiles(host):
     l40 = host.file("/tmp/render-prod-units/l40/chatchat-worker-chatglm3-6b-32k.service").content_string
     assert "fastchat.serve.vllm_worker" in l40 and "--gpu-memory-utilization 0.9 " in l40
     assert "--limit-worker-concurrency 100 " in l40 and "--tensor-parallel-size 1 " in l40
-    assert 'Environment="CUDA_VISIBLE_DEVICES=0"' in l40 and "PrivateDevices" not in l40
+    # A GPU worker keeps its devices: nothing that implies a device allow-list.
+    assert 'Environment="CUDA_VISIBLE_DEVICES=0"' in l40
+    assert "PrivateDevices" not in l40 and "ProtectClock" not in l40 and "DeviceAllow" not in l40
     a100 = sorted(host.file("/tmp/render-prod-units/a100").listdir())
     assert [n for n in a100 if n.startswith("chatchat-worker-")] == [
         f"chatchat-worker-chatglm3-6b-32k-{n}.service" for n in range(8)]
@@ -150,3 +152,21 @@ def test_prod_vllm_units_render_with_the_l40_and_a100_profiles(host):
                      "--port 20009 ", 'Environment="CUDA_VISIBLE_DEVICES=7"'):
         assert expected in worker7, expected
     assert "--max-num-batched-tokens" not in worker7 and "--worker-use-ray" not in worker7
+
+
+def test_a_rendered_gpu_worker_unit_leaves_the_devices_open_once_loaded(host):
+    """systemd itself reads the rendered L40 worker (loaded as a transient copy, never started): no
+    device allow-list, so /dev/nvidia* stays reachable; the lab's CPU worker, for contrast, has one."""
+    copy = "/run/systemd/system/render-check-gpu-worker.service"
+    docker_exec(NODE, "cp", "/tmp/render-prod-units/l40/chatchat-worker-chatglm3-6b-32k.service", copy)
+    try:
+        docker_exec(NODE, "systemctl", "daemon-reload")
+        gpu = host.check_output("systemctl show -p DevicePolicy -p DeviceAllow render-check-gpu-worker.service")
+        cpu = host.check_output("systemctl show -p DevicePolicy -p DeviceAllow chatchat-worker-tiny-gpt2-0.service")
+    finally:
+        docker_exec(NODE, "rm", "-f", copy)
+        docker_exec(NODE, "systemctl", "daemon-reload")
+    gpu_props = dict(line.split("=", 1) for line in gpu.splitlines())
+    cpu_props = dict(line.split("=", 1) for line in cpu.splitlines())
+    assert gpu_props["DevicePolicy"] == "auto" and gpu_props.get("DeviceAllow", "") == ""
+    assert cpu_props["DevicePolicy"] == "closed" or cpu_props.get("DeviceAllow", "") != ""
