@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -21,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parents[2]
 MIRROR = ROOT / "lab" / "mirror.py"
@@ -94,6 +97,47 @@ def test_pip_installs_from_the_pypi_endpoint_only(tmp_path: Path, isolated_env: 
     assert downloads
     assert all(f"{BASE}/repository/pypi-proxy/packages/" in line for line in downloads)
     subprocess.run([str(venv / "bin" / "python"), "-c", "import requests"], check=True)
+
+
+def served_versions() -> dict[str, set]:
+    """{project: {versions}} of every file the PyPI endpoint serves."""
+    listing = fetch(f"{BASE}/repository/pypi-proxy/packages/").decode()
+    versions: dict[str, set] = {}
+    for name in re.findall(r">([^<>]+\.(?:whl|tar\.gz|zip))</a>", listing):
+        project, version = parse_wheel_filename(name)[:2] if name.endswith(".whl") else parse_sdist_filename(name)
+        versions.setdefault(canonicalize_name(project), set()).add(version)
+    return versions
+
+
+def test_pypi_serves_one_version_of_each_project() -> None:
+    """pypi-packages.txt is ONE resolution: a second version of a project is a file left over from an
+    earlier list or from pip's backtracking, which a freshly built mirror (CI) would not serve."""
+    versions = served_versions()
+    assert len(versions) > 50
+    assert {p: sorted(map(str, v)) for p, v in versions.items() if len(v) > 1} == {}
+
+
+def test_pypi_serves_torch_as_the_cpu_build_without_cuda_packages() -> None:
+    """torch==2.13.0 resolves to the build machine's CPU wheel; PyPI's build would bring nvidia-* and triton."""
+    versions = served_versions()
+    assert sorted(map(str, versions["torch"])) == ["2.13.0+cpu"]
+    assert sorted(p for p in versions if p.startswith("nvidia-") or p.endswith("triton")) == []
+
+
+CHATCHAT_FIXTURE = ROOT / "molecule" / "fixtures" / "chatchat" / "Langchain-Chatchat-0.2.8"
+
+
+@pytest.mark.parametrize("requirements", sorted(p.name for p in CHATCHAT_FIXTURE.glob("requirements*.txt")))
+def test_pypi_serves_every_chatchat_fixture_requirement(requirements: str) -> None:
+    """Each line of the Chatchat double's requirement files is served in a version it admits, so
+    `pip install -r` of any of them can resolve against the mirror."""
+    versions = served_versions()
+    lines = (line.split("#", 1)[0].strip() for line in (CHATCHAT_FIXTURE / requirements).read_text().splitlines())
+    for line in filter(None, lines):
+        req = Requirement(line)
+        served = versions.get(canonicalize_name(req.name), set())
+        assert any(req.specifier.contains(v, prereleases=True) for v in served), \
+            f"{requirements}: {line} (served: {sorted(map(str, served))})"
 
 
 def test_raw_files_match_sha256sums() -> None:
@@ -407,7 +451,9 @@ def test_chatchat_fixture_has_the_release_layout():
     with tarfile.open(fileobj=io.BytesIO(fetch(RAW + "fixtures/chatchat/Langchain-Chatchat-0.2.8.tar.gz"))) as tar:
         names = set(tar.getnames())
     top = "Langchain-Chatchat-0.2.8/"
-    for member in ("startup.py", "init_database.py", "webui.py", "requirements.txt", "configs/__init__.py",
+    for member in ("startup.py", "init_database.py", "webui.py", "copy_config_example.py", "server/__init__.py",
+                   "server/db.py", "server/api.py", "configs/__init__.py",
+                   *(f"requirements{kind}.txt" for kind in ("", "_api", "_webui", "_lite")),
                    *(f"configs/{c}_config.py.example" for c in ("basic", "kb", "model", "prompt", "server"))):
         assert top + member in names, member
     assert any(n.startswith(top + "nltk_data/") for n in names)
