@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, L40, PYTHON, fixture_files, lab_vars
+from testlib import ROOT
 
 # Every (module, name) that Langchain-Chatchat v0.2.8's own code imports from the configs
 # package (read from the v0.2.8 source: every `from configs... import` outside configs/ and tests/).
@@ -36,6 +38,17 @@ APP_IMPORTS = {
         "WEBUI_SERVER",
     ],
 }
+
+# The POC's ports (upstream's server_config.py.example); a GPU group's lab inventory may move them
+# (the lab's nodes share the host's network).
+POC_PORTS = {"webui": 8501, "api": 7861, "openai_api": 20000, "controller": 20001, "model_worker": 20002}
+
+
+def expected_ports(node: str) -> dict:
+    group = {L40: "l40", A100: "a100"}[node]
+    moved = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / group / "chatchat.yml").read_text())
+    return {name: moved.get(f"chatchat_{name}_port", port) for name, port in POC_PORTS.items()}
+
 
 # The reference POC's vLLM tuning per GPU type (FACTS.md), as the app must see it.
 POC_WORKER = {
@@ -143,18 +156,20 @@ def test_configs_point_at_data_outside_the_release(configs, converged_release):
 
 
 def test_servers_and_model_worker_per_gpu_type(configs, node):
-    assert configs["WEBUI_SERVER"]["port"] == 8501
-    assert configs["API_SERVER"]["port"] == 7861
-    assert configs["FSCHAT_OPENAI_API"]["port"] == 20000
-    assert configs["FSCHAT_CONTROLLER"]["port"] == 20001
+    ports = expected_ports(node)
+    assert configs["WEBUI_SERVER"]["port"] == ports["webui"]
+    assert configs["API_SERVER"]["port"] == ports["api"]
+    assert configs["FSCHAT_OPENAI_API"]["port"] == ports["openai_api"]
+    assert configs["FSCHAT_CONTROLLER"]["port"] == ports["controller"]
     worker = configs["FSCHAT_MODEL_WORKERS"]["default"]
-    assert (worker["host"], worker["port"], worker["device"]) == ("0.0.0.0", 20002, "auto")
+    assert (worker["host"], worker["port"], worker["device"]) == ("0.0.0.0", ports["model_worker"], "auto")
     assert {k: v for k, v in worker.items() if k not in ("host", "port", "device")} == POC_WORKER[node]
 
 
 def test_startup_double_sees_one_gpu_per_worker(host):
-    # The double merges default and per-model worker config the way startup.py does.
-    out = json.loads(host.check_output(f"cd {CURRENT} && {PYTHON} startup.py -m"))
+    # The double merges default and per-model worker config the way startup.py does; with
+    # CHATCHAT_DOUBLE_PLAN_ONLY=1 it prints that plan and exits instead of starting the worker.
+    out = json.loads(host.check_output(f"cd {CURRENT} && CHATCHAT_DOUBLE_PLAN_ONLY=1 {PYTHON} startup.py -m"))
     worker = out["services"]["model_worker/tiny-gpt2"]
     assert (worker["num_gpus"], worker["tensor_parallel_size"]) == (1, 1)
 

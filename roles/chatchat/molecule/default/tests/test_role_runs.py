@@ -7,14 +7,29 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, ENV, FIXTURE, L40, NODES, PYTHON, release_dir
-from testlib import docker_exec, run_playbook, run_role
+from testlib import docker_exec, run_playbook
 
 CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 GIT_REPO = "/srv/git/Langchain-Chatchat.git"
+
+
+def run_chatchat(*options: str, hosts: str = "all", extra_vars: dict | None = None, tasks_from: str | None = None):
+    """Apply chatchat as converge.yml does: after gpu_preflight, whose GPU list (gpu_preflight_gpus)
+    the role derives the model workers of server_config.py from."""
+    step = {"name": "Run chatchat", "ansible.builtin.include_role": {"name": "chatchat"}}
+    if tasks_from:
+        step["ansible.builtin.include_role"]["tasks_from"] = tasks_from
+    play = [{"name": "Apply gpu_preflight and chatchat", "hosts": hosts, "gather_facts": False,
+             "tasks": [{"name": "Record the GPUs", "ansible.builtin.include_role": {"name": "gpu_preflight"}}, step]}]
+    with tempfile.TemporaryDirectory(prefix="molecule-play-") as tmp:
+        playbook = Path(tmp) / "play.yml"
+        playbook.write_text(json.dumps(play))  # JSON is YAML
+        return run_playbook(playbook, *options, extra_vars=extra_vars)
 
 
 def sh(node: str, command: str, check: bool = True) -> str:
@@ -48,14 +63,14 @@ def converged() -> dict:
 
 
 def restore(node: str, converged_release: str) -> None:
-    result = run_role("chatchat", hosts=node)
+    result = run_chatchat(hosts=node)
     assert result.rc == 0, result
     sh(node, f"find {CHATCHAT_ROOT}/releases -mindepth 1 -maxdepth 1 ! -path {converged_release} -exec rm -rf {{}} +")
     assert sh(node, f"readlink {CURRENT}") == converged_release
 
 
 def test_second_run_changes_nothing(converged):
-    result = run_role("chatchat")
+    result = run_chatchat()
     assert result.rc == 0, result
     assert result.changed == 0, result.recap
     for node in NODES:
@@ -64,7 +79,7 @@ def test_second_run_changes_nothing(converged):
 
 
 def test_check_mode_on_the_converged_hosts_changes_nothing(converged):
-    result = run_role("chatchat", "--check", "--diff")
+    result = run_chatchat("--check", "--diff")
     assert result.rc == 0, result
     assert result.changed == 0, result.recap
     for node in NODES:
@@ -72,7 +87,7 @@ def test_check_mode_on_the_converged_hosts_changes_nothing(converged):
 
 
 def test_release_entry_point_is_a_no_op_on_a_deployed_release(converged, converged_release):
-    result = run_role("chatchat", tasks_from="release.yml")
+    result = run_chatchat(tasks_from="release.yml")
     assert result.rc == 0, result
     assert result.changed == 0, result.recap
     # Only fetch and unpack: nothing is configured or activated by this entry point.
@@ -85,7 +100,7 @@ def test_release_entry_point_is_a_no_op_on_a_deployed_release(converged, converg
 
 def test_checksum_mismatch_fails_before_unpacking(converged):
     bad = "0" * 64
-    result = run_role("chatchat", hosts=L40, extra_vars={"chatchat_source_sha256": bad})
+    result = run_chatchat(hosts=L40, extra_vars={"chatchat_source_sha256": bad})
     assert result.rc != 0
     assert "did not match" in message(result), result
     assert result.recap[L40]["changed"] == 0, result.recap
@@ -95,7 +110,7 @@ def test_checksum_mismatch_fails_before_unpacking(converged):
 
 @pytest.mark.parametrize("models", [["qwen-7b"], ["tiny-gpt2", "Qwen-14B-Chat"]])
 def test_llm_without_model_path_fails_naming_the_variables(converged, models):
-    result = run_role("chatchat", hosts=L40, extra_vars={"chatchat_llm_models": models})
+    result = run_chatchat(hosts=L40, extra_vars={"chatchat_llm_models": models})
     assert result.rc != 0
     missing = models[-1]
     assert f"chatchat_llm_models names '{missing}', which is not a key of chatchat_model_path.llm_model" in message(result)
@@ -107,7 +122,7 @@ def test_llm_without_model_path_fails_naming_the_variables(converged, models):
 
 @pytest.mark.parametrize("name", ["知识库", "1kb", "kb-docs"])
 def test_knowledge_base_name_that_milvus_rejects_fails(converged, name):
-    result = run_role("chatchat", hosts=L40, extra_vars={"chatchat_knowledge_bases": ["samples", name]})
+    result = run_chatchat(hosts=L40, extra_vars={"chatchat_knowledge_bases": ["samples", name]})
     assert result.rc != 0
     assert f"Knowledge base name '{name}' in chatchat_knowledge_bases" in message(result), result
     assert "ASCII letters, digits and underscores" in result.flat
@@ -116,7 +131,7 @@ def test_knowledge_base_name_that_milvus_rejects_fails(converged, name):
 
 
 def test_missing_service_account_fails_when_the_role_may_not_create_it(converged):
-    result = run_role("chatchat", hosts=L40, extra_vars={"chatchat_create_user": False, "chatchat_user": "svc_absent"})
+    result = run_chatchat(hosts=L40, extra_vars={"chatchat_create_user": False, "chatchat_user": "svc_absent"})
     assert result.rc != 0
     assert "chatchat_create_user is false, but chatchat_user ('svc_absent'" in message(result), result
     assert result.recap[L40]["changed"] == 0, result.recap
@@ -150,7 +165,7 @@ def test_new_release_keeps_the_previous_one_and_rollback_is_a_link_change(conver
     sha = sh(L40, f"python3 -c \"import json; print(json.load(open('{converged_release}/.chatfleet-release.json'))['sha256'])\"")
     newer = release_dir("0.2.8.1", sha)
     try:
-        deploy = run_role("chatchat", hosts=L40, extra_vars={"chatchat_version": "0.2.8.1"})
+        deploy = run_chatchat(hosts=L40, extra_vars={"chatchat_version": "0.2.8.1"})
         assert deploy.rc == 0, deploy
         assert sh(L40, f"readlink {CURRENT}") == newer
         assert sh(L40, f"cd {newer}/configs && sha256sum *.py") == converged[L40]["configs"]
@@ -161,7 +176,7 @@ def test_new_release_keeps_the_previous_one_and_rollback_is_a_link_change(conver
 
         # Back to the converged release, with the mirror out of reach: nothing is downloaded,
         # only the link changes.
-        rollback = run_role("chatchat", hosts=L40,
+        rollback = run_chatchat(hosts=L40,
                             extra_vars={"chatchat_source_url": "http://127.0.0.1:9/unreachable.tar.gz"})
         assert rollback.rc == 0, rollback
         assert rollback.recap[L40]["changed"] == 1, rollback
@@ -171,7 +186,7 @@ def test_new_release_keeps_the_previous_one_and_rollback_is_a_link_change(conver
             [converged_release.rsplit("/", 1)[1], newer.rsplit("/", 1)[1]])
 
         # Keeping one release removes the other one, never the active one.
-        prune = run_role("chatchat", hosts=L40, extra_vars={"chatchat_keep_releases": 1})
+        prune = run_chatchat(hosts=L40, extra_vars={"chatchat_keep_releases": 1})
         assert prune.rc == 0, prune
         assert prune.recap[L40]["changed"] == 1, prune
         assert sh(L40, f"ls -A {CHATCHAT_ROOT}/releases") == converged_release.rsplit("/", 1)[1]
@@ -199,7 +214,7 @@ def test_git_source_is_checked_against_the_pinned_commit(converged, converged_re
     git_vars = {"chatchat_source_method": "git", "chatchat_git_url": f"file://{GIT_REPO}",
                 "chatchat_git_ref": "v0.2.8", "chatchat_git_commit": git_mirror}
     deployed = release_dir("0.2.8", git_mirror)
-    result = run_role("chatchat", hosts=L40, extra_vars=git_vars)
+    result = run_chatchat(hosts=L40, extra_vars=git_vars)
     assert result.rc == 0, result
     assert sh(L40, f"readlink {CURRENT}") == deployed
     origin = json.loads(sh(L40, f"cat {deployed}/.chatfleet-release.json"))
@@ -209,7 +224,7 @@ def test_git_source_is_checked_against_the_pinned_commit(converged, converged_re
 
     wrong = "1" * 40
     before = sh(L40, f"ls -A {CHATCHAT_ROOT}/releases")
-    mismatch = run_role("chatchat", hosts=L40, extra_vars={**git_vars, "chatchat_git_commit": wrong})
+    mismatch = run_chatchat(hosts=L40, extra_vars={**git_vars, "chatchat_git_commit": wrong})
     assert mismatch.rc != 0
     assert f"is commit {git_mirror}, not the pinned chatchat_git_commit {wrong}" in message(mismatch), mismatch
     assert sh(L40, f"ls -A {CHATCHAT_ROOT}/releases") == before
@@ -221,7 +236,7 @@ def test_recreate_vs_runs_once_per_data_dir(converged_release):
     extra = {"chatchat_data_dir": scratch, "chatchat_init_database_mode": "recreate-vs",
              "chatchat_knowledge_bases": ["samples", "faq_zh"]}
     try:
-        first = run_role("chatchat", hosts=L40, extra_vars=extra)
+        first = run_chatchat(hosts=L40, extra_vars=extra)
         assert first.rc == 0, first
         runs = init_runs(L40, scratch)
         assert len(runs) == 1
@@ -230,7 +245,7 @@ def test_recreate_vs_runs_once_per_data_dir(converged_release):
         assert runs[0]["vs_type"] == "milvus"
         assert json.loads(sh(L40, f"cat {scratch}/.init_database.done"))["mode"] == "recreate-vs"
 
-        again = run_role("chatchat", hosts=L40, extra_vars=extra)
+        again = run_chatchat(hosts=L40, extra_vars=extra)
         assert again.rc == 0, again
         assert again.recap[L40]["changed"] == 0, again.recap
         assert len(init_runs(L40, scratch)) == 1
