@@ -162,7 +162,9 @@ def test_servers_and_model_worker_per_gpu_type(configs, node):
     assert configs["FSCHAT_OPENAI_API"]["port"] == ports["openai_api"]
     assert configs["FSCHAT_CONTROLLER"]["port"] == ports["controller"]
     worker = configs["FSCHAT_MODEL_WORKERS"]["default"]
-    assert (worker["host"], worker["port"], worker["device"]) == ("0.0.0.0", ports["model_worker"], "auto")
+    # LLM_DEVICE from the lab inventory (chatchat_llm_device), the workers' default device.
+    assert configs["LLM_DEVICE"] == lab_vars()["chatchat_llm_device"]
+    assert (worker["host"], worker["port"], worker["device"]) == ("0.0.0.0", ports["model_worker"], configs["LLM_DEVICE"])
     assert {k: v for k, v in worker.items() if k not in ("host", "port", "device")} == POC_WORKER[node]
 
 
