@@ -67,7 +67,7 @@ def test_one_workers_tuning_restarts_that_worker_only(host):
 def test_a_killed_worker_is_restarted_by_systemd_and_serves_again(host):
     unit = "chatchat-worker-tiny-gpt2-0"
     pid = show(host, unit, "MainPID")["MainPID"]
-    docker_exec(NODE, "kill", "-9", pid)
+    docker_exec(NODE, "bash", "-c", f"kill -9 {pid}")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         state = show(host, unit, "MainPID", "ActiveState", "NRestarts")
@@ -132,14 +132,23 @@ def test_bad_input_fails_before_any_unit_changes(host, extra_vars, fragment):
     assert main_pids(host) == pids and unit_digests(host) == digests
 
 
+def exec_flags(unit_text: str) -> dict[str, str]:
+    """The ExecStart= line of a unit as {--flag: value} (plus "argv": the whole line)."""
+    argv = next(line for line in unit_text.splitlines() if line.startswith("ExecStart=")).split()
+    flags = {word: argv[i + 1] for i, word in enumerate(argv[:-1]) if word.startswith("--")}
+    return dict(flags, argv=" ".join(argv))
+
+
 def test_prod_vllm_units_render_with_the_l40_and_a100_profiles(host):
     """The prod path (vLLM on GPUs) cannot run here: its units are rendered from the prod inventory's
     group profiles over the recorded GPUs and checked by systemd-analyze verify on the node."""
     run = run_playbook(Path(__file__).resolve().parents[1] / "render_units.yml")
     assert run.rc == 0, run
     l40 = host.file("/tmp/render-prod-units/l40/chatchat-worker-chatglm3-6b-32k.service").content_string
-    assert "fastchat.serve.vllm_worker" in l40 and "--gpu-memory-utilization 0.9 " in l40
-    assert "--limit-worker-concurrency 100 " in l40 and "--tensor-parallel-size 1 " in l40
+    l40_exec = exec_flags(l40)
+    assert "fastchat.serve.vllm_worker" in l40_exec["argv"]
+    assert (l40_exec["--gpu-memory-utilization"], l40_exec["--limit-worker-concurrency"]) == ("0.9", "100")
+    assert l40_exec["--tensor-parallel-size"] == l40_exec["--num-gpus"] == "1"
     # A GPU worker keeps its devices: nothing that implies a device allow-list.
     assert 'Environment="CUDA_VISIBLE_DEVICES=0"' in l40
     assert "PrivateDevices" not in l40 and "ProtectClock" not in l40 and "DeviceAllow" not in l40
@@ -147,10 +156,13 @@ def test_prod_vllm_units_render_with_the_l40_and_a100_profiles(host):
     assert [n for n in a100 if n.startswith("chatchat-worker-")] == [
         f"chatchat-worker-chatglm3-6b-32k-{n}.service" for n in range(8)]
     worker7 = host.file("/tmp/render-prod-units/a100/chatchat-worker-chatglm3-6b-32k-7.service").content_string
-    for expected in ("--gpu-memory-utilization 0.95 ", "--max-num-seqs 512 ", "--max-paddings 256 ",
-                     "--limit-worker-concurrency 300 ", "--tensor-parallel-size 1 ", "--num-gpus 1 ",
-                     "--port 20009 ", 'Environment="CUDA_VISIBLE_DEVICES=7"'):
-        assert expected in worker7, expected
+    flags = exec_flags(worker7)
+    assert {key: flags[key] for key in ("--gpu-memory-utilization", "--max-num-seqs", "--max-paddings",
+                                         "--limit-worker-concurrency", "--tensor-parallel-size", "--num-gpus",
+                                         "--port")} == {
+        "--gpu-memory-utilization": "0.95", "--max-num-seqs": "512", "--max-paddings": "256",
+        "--limit-worker-concurrency": "300", "--tensor-parallel-size": "1", "--num-gpus": "1", "--port": "20009"}
+    assert 'Environment="CUDA_VISIBLE_DEVICES=7"' in worker7
     assert "--max-num-batched-tokens" not in worker7 and "--worker-use-ray" not in worker7
 
 

@@ -46,7 +46,7 @@ def test_project_files_hold_the_pins_and_constraints(host):
     constraints = host.file(f"{ENV}/chatfleet-constraints.txt").content_string.splitlines()
     assert [line for line in pins if not line.startswith("#")] == ["fschat==0.2.33", "pymilvus>=2.3.3,<2.4"]
     assert [line for line in constraints if not line.startswith("#")] == [
-        "fschat==0.2.33", "pymilvus>=2.3.3,<2.4", "setuptools<70", "marshmallow<3.20"]
+        "fschat==0.2.33", "pymilvus>=2.3.3,<2.4", "setuptools<70", "marshmallow<3.20", "httpx<0.28", "pyarrow<26"]
 
 
 def test_pins_and_constraints_are_honoured(host):
