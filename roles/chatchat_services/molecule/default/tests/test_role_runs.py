@@ -182,3 +182,28 @@ def test_a_rendered_gpu_worker_unit_leaves_the_devices_open_once_loaded(host):
     cpu_props = dict(line.split("=", 1) for line in cpu.splitlines())
     assert gpu_props["DevicePolicy"] == "auto" and gpu_props.get("DeviceAllow", "") == ""
     assert cpu_props["DevicePolicy"] == "closed" or cpu_props.get("DeviceAllow", "") != ""
+
+
+def test_startup_mode_runs_the_pocs_startup_py_one_mode_per_unit_then_fastchat_mode_returns(host):
+    startup = {"chatchat_services_launch_mode": "startup", "chatchat_vllm_workers": [{"name": "tiny-gpt2", "gpus": [0]}]}
+    run = run_playbook(CONVERGE, extra_vars=startup)
+    assert run.rc == 0, run
+    try:
+        expected = {"chatchat-openai-api": "startup.py -o", "chatchat-worker-tiny-gpt2": "startup.py -m -n tiny-gpt2",
+                    "chatchat-api": "startup.py --api", "chatchat-webui": "startup.py -w"}
+        for unit, command in expected.items():
+            props = show(host, unit, "MainPID", "ActiveState", "WorkingDirectory")
+            assert props["ActiveState"] == "active" and props["WorkingDirectory"] == "/opt/chatchat/current"
+            assert command in host.file(f"/proc/{props['MainPID']}/cmdline").content_string.replace("\0", " ")
+        # The fastchat mode's units are gone (stopped, disabled, removed).
+        for unit in ("chatchat-controller", "chatchat-worker-tiny-gpt2-0", "chatchat-worker-tiny-gpt2-1"):
+            assert not host.file(f"/etc/systemd/system/{unit}.service").exists
+            assert show(host, unit, "LoadState")["LoadState"] == "not-found"
+        assert chat(host)["usage"]["completion_tokens"] > 0
+        assert http(host, f"http://127.0.0.1:{PORTS['webui']}/_stcore/health")[0] == 200
+    finally:
+        run = run_playbook(CONVERGE)
+    assert run.rc == 0, run
+    assert all(host.service(unit).is_running for unit in UNITS)
+    assert not host.file("/etc/systemd/system/chatchat-worker-tiny-gpt2.service").exists
+    assert chat(host)["usage"]["completion_tokens"] > 0
