@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Health probe of a Chatchat node (chatfleet chatchat_health role).
+
+  chatchat-health MANIFEST [--completion-timeout SECONDS] [--max-tokens N]
+
+Reads the record of the node's services that the chatchat_services role writes (MANIFEST: the
+units, their health URLs, the served models, the openai_api URL) and prints one JSON object: each unit's systemd state and whether its health
+URL answers, the models the openai_api server lists, one chat completion per served model (tokens
+and seconds), `healthy` (all of that is right) and `problems` (one sentence each otherwise).
+Read-only: it changes nothing on the node. Python 3.6+, stdlib only; runs as root (systemctl show).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def unit_state(unit):
+    out = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
+                          "-p", "NRestarts", unit + ".service"],
+                         stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def request(url, method="GET", payload=None, timeout=10.0):
+    """(HTTP status or None, body text or the error), never raises."""
+    data = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
+            return answer.status, answer.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        return None, str(getattr(error, "reason", error))
+
+
+def probe(manifest, completion_timeout, max_tokens):
+    problems = []
+    units = {}
+    for unit in manifest["units"]:
+        state = unit_state(unit["name"])
+        status, _ = request(unit["health"]["url"], unit["health"]["method"])
+        units[unit["name"]] = {"active": state.get("ActiveState", "unknown"), "sub": state.get("SubState", ""),
+                               "pid": int(state.get("MainPID", "0") or 0),
+                               "restarts": int(state.get("NRestarts", "0") or 0), "answers": status == 200}
+        if units[unit["name"]]["active"] != "active":
+            problems.append("unit %s is %s" % (unit["name"], units[unit["name"]]["active"]))
+        elif status != 200:
+            problems.append("unit %s does not answer at %s" % (unit["name"], unit["health"]["url"]))
+
+    status, text = request(manifest["openai_api"] + "/models")
+    listed = []
+    if status == 200:
+        try:
+            listed = sorted(model["id"] for model in json.loads(text).get("data", []))
+        except (ValueError, KeyError, TypeError):
+            problems.append("the openai_api server's model list is not JSON: %s" % text[:200])
+    else:
+        problems.append("the openai_api server does not list its models (%s: %s)" % (status, text[:200]))
+    missing = sorted(set(manifest["models"]) - set(listed))
+    if status == 200 and missing:
+        problems.append("the openai_api server does not list %s" % ", ".join(missing))
+
+    completions = {}
+    for model in manifest["models"]:
+        started = time.monotonic()
+        status, text = request(manifest["openai_api"] + "/chat/completions", "POST",
+                               {"model": model, "max_tokens": max_tokens, "temperature": 0.7,
+                                "messages": [{"role": "user", "content": "hello"}]}, timeout=completion_timeout)
+        seconds = round(time.monotonic() - started, 3)
+        tokens = 0
+        if status == 200:
+            try:
+                tokens = int(json.loads(text)["usage"]["completion_tokens"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        completions[model] = {"status": status, "tokens": tokens, "seconds": seconds}
+        if tokens <= 0:
+            problems.append("a chat completion of %s returned no tokens (%s in %.1f s: %s)"
+                            % (model, status, seconds, text[:200]))
+    return {"installed": True, "units": units, "models_listed": listed, "completions": completions,
+            "healthy": not problems, "problems": problems}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifest")
+    parser.add_argument("--completion-timeout", type=float, default=120.0)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    args = parser.parse_args(argv)
+    if not os.path.exists(args.manifest):
+        result = {"installed": False, "units": {}, "models_listed": [], "completions": {}, "healthy": False,
+                  "problems": ["no Chatchat services are installed (%s is missing)" % args.manifest]}
+    else:
+        with open(args.manifest) as handle:
+            result = probe(json.load(handle), args.completion_timeout, args.max_tokens)
+    json.dump(result, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
