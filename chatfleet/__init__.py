@@ -1,0 +1,1 @@
+"""chatfleet: the fleet operations tool of this project (rollout, status, check, uninstall) on ansible-runner."""

@@ -1,0 +1,181 @@
+"""Fleet operations on the converged site, through the chatfleet tool (ansible-runner): status, check,
+bad input, a release rollout whose canary fails its health gate (then goes on, then is rolled back),
+and uninstall then reinstall of one node.
+
+Runs after test_site.py (file order), on the same two nodes. The nodes share the host's network, so
+the test reaches each node's services on 127.0.0.1 directly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from testlib import ROOT, docker_exec, run_playbook
+
+OPENAI_PORT = {"site-l40-1": 20000, "site-a100-1": 21000}
+NODES = list(OPENAI_PORT)
+
+
+def gpu_nodes_in_rollout_order() -> list[str]:
+    """The GPU nodes in the order the GPU play batches them (the inventory's order, as Ansible reads it)."""
+    sys.path.insert(0, str(ROOT))
+    from chatfleet.inventory import load_fleet
+    return load_fleet(str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)).groups["gpu_nodes"]
+
+
+class ToolRun:
+    def __init__(self, proc: subprocess.CompletedProcess, artifacts: Path):
+        self.rc, self.output = proc.returncode, proc.stdout + proc.stderr
+        runs = sorted(p for p in artifacts.iterdir() if (p / "report.json").exists()) if artifacts.exists() else []
+        self.report = json.loads((runs[-1] / "report.json").read_text()) if runs else None
+
+    def __repr__(self) -> str:
+        return f"ToolRun(rc={self.rc})\n{self.output[-6000:]}"
+
+
+def chatfleet(tmp_path: Path, command: str, *argv: str) -> ToolRun:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    artifacts = tmp_path / "artifacts"
+    proc = subprocess.run([sys.executable, "-m", "chatfleet", command, "-i", str(inventory),
+                           "--artifacts", str(artifacts), *argv],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
+    return ToolRun(proc, artifacts)
+
+
+def chat_tokens(node: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{OPENAI_PORT[node]}/v1/chat/completions",
+        data=json.dumps({"model": "tiny-gpt2", "max_tokens": 8,
+                         "messages": [{"role": "user", "content": "hello"}]}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return json.load(answer)["usage"]["completion_tokens"]
+
+
+def main_pids(node: str) -> dict[str, str]:
+    units = docker_exec(node, "systemctl", "list-units", "--plain", "--no-legend", "chatchat-*.service").stdout
+    names = [line.split()[0] for line in units.splitlines() if line.strip()]
+    return {name: docker_exec(node, "systemctl", "show", "-p", "MainPID", "--value", name).stdout.strip()
+            for name in names}
+
+
+def test_status_prints_one_table_and_saves_it_as_json(tmp_path):
+    saved = tmp_path / "status.json"
+    run = chatfleet(tmp_path, "status", "-e", f"status_report_path={saved}")
+    assert run.rc == 0, run
+    nodes = {entry["host"]: entry for entry in json.loads(saved.read_text())["nodes"]}
+    assert set(nodes) == set(NODES)
+    for node, gpus in (("site-l40-1", (1, "l40")), ("site-a100-1", (8, "a100"))):
+        status, health = nodes[node]["status"], nodes[node]["health"]
+        assert (status["gpu"]["count"], status["gpu"]["model"]) == gpus
+        assert status["gpu"]["driver"] and status["gpu"]["cuda"]
+        assert status["release"].startswith("v0.2.8-")
+        assert status["fschat"] == {"version": "0.2.33", "patch": "patched"}
+        assert re.fullmatch(r"[0-9a-f]{40}", status["models"]["tiny-gpt2"])
+        assert status["services"] and set(status["services"].values()) == {"active"}
+        assert health["healthy"] and health["completions"]["tiny-gpt2"]["tokens"] > 0, health
+    header = next(line for line in run.output.splitlines() if "| gpu" in line)
+    assert all(column in header for column in ("host", "driver/cuda", "release", "fschat", "models", "services", "health"))
+    assert re.search(r"site-a100-1\s*\|\s*8x a100\s*\|", run.output)
+    assert run.report["result"] == "successful" and run.report["hosts"]["site-l40-1"]["health_after"]["healthy"]
+
+
+def test_check_lists_no_drift_on_the_converged_fleet(tmp_path):
+    run = chatfleet(tmp_path, "check")
+    assert run.rc == 0, run
+    assert "drift: none" in run.output
+    assert {h: r["changed"] for h, r in run.report["hosts"].items()} == {h: 0 for h in NODES}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("rollout", "--limit", ""), "--limit is empty"),
+    (("rollout", "--limit", "h100"), "'h100' is no group or host"),
+    (("rollout", "--serial", "100%"), "--allow-all-at-once"),
+    (("uninstall",), "add --yes"),
+])
+def test_the_tool_refuses_bad_input_before_running_anything(tmp_path, argv, message):
+    run = chatfleet(tmp_path, *argv)
+    assert run.rc == 2 and message in run.output and "Nothing was run" in run.output, run
+    assert run.report is None
+
+
+def test_plain_ansible_refuses_a_rollout_without_a_canary_before_any_change():
+    run = run_playbook(ROOT / "playbooks" / "rollout.yml", "-e", '{"rollout_serial": ["100%"]}')
+    assert run.rc != 0 and "rollout_allow_all_at_once" in run.flat, run
+    assert run.changed == 0
+
+
+def current_release(node: str) -> str:
+    return docker_exec(node, "readlink", "/opt/chatchat/current").stdout.strip()
+
+
+def test_a_release_rollout_stops_at_a_failing_canary_then_goes_on_and_rolls_back(tmp_path):
+    """A new release (chatchat_version 0.2.8.1) rolled out while the canary's workers are wedged: the
+    rollout stops after the canary, the other node is untouched and serves; once the canary is well,
+    the same rollout reaches every node; then a rollback returns every node to the previous release."""
+    canary, other = gpu_nodes_in_rollout_order()
+    before = {node: current_release(node) for node in NODES}
+    # Wedged model workers on the canary: their processes are alive (systemd sees them active) but
+    # answer nothing, as a worker on a hung GPU does.
+    docker_exec(canary, "systemctl", "kill", "-s", "SIGSTOP", "chatchat-worker-*.service")
+    other_pids = main_pids(other)
+    new_release = ("-e", "chatchat_version=0.2.8.1")
+    try:
+        run = chatfleet(tmp_path, "rollout", *new_release,
+                        "-e", "chatchat_services_health_timeout=20", "-e", "chatchat_health_completion_timeout=15")
+        assert run.rc == 1, run
+        report = run.report
+        assert report["batches"] == [[canary], [other]]
+        assert report["failed_hosts"] == [canary] and report["not_run"] == [other], report
+        failure = " ".join(f["msg"] for f in report["hosts"][canary]["failures"])
+        assert "chatchat-worker-tiny-gpt2" in failure and "did not answer" in failure, failure
+        assert report["hosts"][canary]["health_before"]["healthy"] is False
+        assert f"**failed: {canary}**" in (Path(report["artifacts"]) / "report.md").read_text()
+        assert "/releases/v0.2.8.1-" in current_release(canary)
+        # The node after the canary was never touched: same release, same processes, still answering.
+        assert current_release(other) == before[other] and main_pids(other) == other_pids
+        assert chat_tokens(other) > 0
+    finally:
+        docker_exec(canary, "systemctl", "kill", "-s", "SIGCONT", "chatchat-worker-*.service", check=False)
+
+    run = chatfleet(tmp_path, "rollout", *new_release)
+    assert run.rc == 0, run
+    for node in NODES:
+        assert "/releases/v0.2.8.1-" in current_release(node)
+        assert run.report["hosts"][node]["health_after"]["healthy"], run.report["hosts"][node]
+    assert main_pids(other)["chatchat-api.service"] != other_pids["chatchat-api.service"]  # the API reads the release
+
+    back = chatfleet(tmp_path, "rollout", "--rollback")
+    assert back.rc == 0, back
+    assert {node: current_release(node) for node in NODES} == before
+    for node in NODES:
+        assert "chatchat : Point current at the previous release" in back.report["hosts"][node]["changed_tasks"]
+        assert back.report["hosts"][node]["health_after"]["healthy"]
+        assert chat_tokens(node) > 0
+
+
+def test_uninstall_keeps_data_models_and_env_and_a_site_run_brings_the_node_back(tmp_path):
+    node, other = "site-a100-1", "site-l40-1"
+    run = chatfleet(tmp_path, "uninstall", "--limit", node, "--yes")
+    assert run.rc == 0, run
+    assert docker_exec(node, "systemctl", "list-units", "--all", "--plain", "--no-legend", "chatchat*").stdout.strip() == ""
+    assert docker_exec(node, "bash", "-c", "ls /etc/systemd/system/chatchat* 2>/dev/null", check=False).stdout == ""
+    for kept in ("/opt/chatchat/current/startup.py", "/opt/chatchat/envs/0.2.8/bin/python",
+                 "/opt/chatchat/models/tiny-gpt2/config.json", "/var/lib/chatchat"):
+        assert docker_exec(node, "test", "-e", kept, check=False).returncode == 0, kept
+    with pytest.raises(OSError):
+        chat_tokens(node)
+    assert chat_tokens(other) > 0 and main_pids(other)
+    # Nothing left to remove: a second uninstall changes nothing.
+    again = chatfleet(tmp_path, "uninstall", "--limit", node, "--yes")
+    assert again.rc == 0 and again.report["hosts"][node]["changed"] == 0, again
+    back = chatfleet(tmp_path, "site", "--limit", node)
+    assert back.rc == 0, back
+    assert back.report["hosts"][node]["health_after"]["healthy"]
+    assert chat_tokens(node) > 0
