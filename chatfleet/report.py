@@ -144,9 +144,12 @@ def build_report(recorder: RunRecorder, *, command: str, playbook: str, inventor
                  artifacts: Path) -> dict[str, Any]:
     """The run as data: per host what changed, how long it took, its health before and after."""
     hosts = {}
+    batched = {host for batch in batches for host in batch}
     for name in targets:
         record = recorder.hosts.get(name)
-        if record is None:
+        # A GPU node of the batches that never got its first GPU play task (the health probe before
+        # the change) was not reached: the rollout stopped before its batch (the preflight ran on it).
+        if record is None or (name in batched and "before" not in record.health):
             hosts[name] = {"status": "not run", "ok": 0, "changed": 0, "failed": 0, "changed_tasks": [],
                            "failures": [], "seconds": 0.0, "health_before": None, "health_after": None}
             continue

@@ -145,3 +145,21 @@ def test_hosts_the_run_never_reached_are_reported_as_not_run():
                                rc=2, runner_status="failed", artifacts=Path("/tmp"))
     assert data["not_run"] == ["lab-l40-1", "lab-a100-1"] and data["result"] == "failed"
     assert "not run" in report.markdown(data)
+
+
+def test_a_gpu_node_that_only_ran_the_preflight_is_not_run():
+    """A rollout stopped after the canary: the other node has preflight events but no GPU play task."""
+    recorder = report.RunRecorder()
+    for host in ("canary", "other"):
+        recorder.handle({"event": "runner_on_ok", "created": "2026-12-01T20:00:00.000000",
+                         "event_data": {"host": host, "task": "Validate the mirror settings", "res": {"changed": False}}})
+    recorder.handle({"event": "runner_on_ok", "created": "2026-12-01T20:00:01.000000",
+                     "event_data": {"host": "canary", "task": report.HEALTH_TASK,
+                                    "res": {"ansible_facts": {"chatchat_health_result": {"healthy": True, "stage": "before"}}}}})
+    recorder.handle({"event": "runner_on_failed", "created": "2026-12-01T20:00:02.000000",
+                     "event_data": {"host": "canary", "task": "Check the health gate", "res": {"msg": "worker down"}}})
+    data = report.build_report(recorder, command="rollout", playbook="playbooks/rollout.yml", inventory=LAB, limit=None,
+                               targets=["canary", "other"], batches=[["canary"], ["other"]], rc=2,
+                               runner_status="failed", artifacts=Path("/tmp"))
+    assert data["failed_hosts"] == ["canary"] and data["not_run"] == ["other"]
+    assert data["hosts"]["canary"]["health_before"]["healthy"] is True
