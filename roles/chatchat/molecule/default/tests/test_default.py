@@ -193,6 +193,7 @@ def test_prompt_templates_format_as_the_app_formats_them(host):
     assert cmd.rc == 0, cmd.stderr
 
 
+@pytest.mark.security
 def test_configs_readable_by_the_service_account_only(host):
     assert host.run(f"cd {CURRENT} && runuser -u chatchat -- {PYTHON} -c 'import configs'").rc == 0
     other = host.run(f"cd {CURRENT} && runuser -u nobody -- {PYTHON} -c 'import configs'")
@@ -200,6 +201,7 @@ def test_configs_readable_by_the_service_account_only(host):
     assert "Permission denied" in other.stderr
 
 
+@pytest.mark.security
 def test_service_account_and_directories(host):
     user = host.user("chatchat")
     assert user.exists

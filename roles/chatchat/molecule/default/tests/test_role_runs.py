@@ -69,6 +69,7 @@ def restore(node: str, converged_release: str) -> None:
     assert sh(node, f"readlink {CURRENT}") == converged_release
 
 
+@pytest.mark.idempotence
 def test_second_run_changes_nothing(converged):
     result = run_chatchat()
     assert result.rc == 0, result
@@ -78,6 +79,7 @@ def test_second_run_changes_nothing(converged):
         assert len(init_runs(node)) == 1
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_the_converged_hosts_changes_nothing(converged):
     result = run_chatchat("--check", "--diff")
     assert result.rc == 0, result
@@ -86,6 +88,7 @@ def test_check_mode_on_the_converged_hosts_changes_nothing(converged):
         assert snapshot(node) == converged[node]
 
 
+@pytest.mark.idempotence
 def test_release_entry_point_is_a_no_op_on_a_deployed_release(converged, converged_release):
     result = run_chatchat(tasks_from="release.yml")
     assert result.rc == 0, result
@@ -98,6 +101,7 @@ def test_release_entry_point_is_a_no_op_on_a_deployed_release(converged, converg
         assert snapshot(node) == converged[node]
 
 
+@pytest.mark.fault
 def test_checksum_mismatch_fails_before_unpacking(converged):
     bad = "0" * 64
     result = run_chatchat(hosts=L40, extra_vars={"chatchat_source_sha256": bad})
@@ -109,6 +113,7 @@ def test_checksum_mismatch_fails_before_unpacking(converged):
 
 
 @pytest.mark.parametrize("models", [["qwen-7b"], ["tiny-gpt2", "Qwen-14B-Chat"]])
+@pytest.mark.bad_input
 def test_llm_without_model_path_fails_naming_the_variables(converged, models):
     result = run_chatchat(hosts=L40, extra_vars={"chatchat_llm_models": models})
     assert result.rc != 0
@@ -121,6 +126,7 @@ def test_llm_without_model_path_fails_naming_the_variables(converged, models):
 
 
 @pytest.mark.parametrize("name", ["知识库", "1kb", "kb-docs"])
+@pytest.mark.bad_input
 def test_knowledge_base_name_that_milvus_rejects_fails(converged, name):
     result = run_chatchat(hosts=L40, extra_vars={"chatchat_knowledge_bases": ["samples", name]})
     assert result.rc != 0
@@ -130,6 +136,7 @@ def test_knowledge_base_name_that_milvus_rejects_fails(converged, name):
     assert snapshot(L40) == converged[L40]
 
 
+@pytest.mark.bad_input
 def test_missing_service_account_fails_when_the_role_may_not_create_it(converged):
     result = run_chatchat(hosts=L40, extra_vars={"chatchat_create_user": False, "chatchat_user": "svc_absent"})
     assert result.rc != 0
@@ -143,6 +150,7 @@ def test_missing_service_account_fails_when_the_role_may_not_create_it(converged
     ({"infer_turbo": "vllm", "num_gpus": 1, "tensor_parallel_size": 2}, "both must be the same whole number"),
     ({"infer_turbo": "vllm", "num_gpus": 1}, "must set both num_gpus and tensor_parallel_size"),
 ])
+@pytest.mark.bad_input
 def test_model_worker_gpus_are_checked_against_the_host(converged, worker, text):
     # converge.yml runs gpu_preflight first: the L40 node has one GPU.
     result = run_playbook(CONVERGE, "--limit", L40, extra_vars={"chatchat_fschat_model_workers_default": worker})
@@ -210,6 +218,7 @@ def git_mirror(converged_release):
     docker_exec(L40, "rm", "-rf", "/srv/git", "/srv/chatchat-src")
 
 
+@pytest.mark.fault
 def test_git_source_is_checked_against_the_pinned_commit(converged, converged_release, git_mirror):
     git_vars = {"chatchat_source_method": "git", "chatchat_git_url": f"file://{GIT_REPO}",
                 "chatchat_git_ref": "v0.2.8", "chatchat_git_commit": git_mirror}

@@ -23,6 +23,7 @@ def test_the_target_starts_every_unit_at_boot(host):
 
 
 @pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.security
 def test_the_main_process_is_the_real_service_running_as_the_service_user(host, unit):
     pid = show(host, unit, "MainPID")["MainPID"]
     cmdline = host.file(f"/proc/{pid}/cmdline").content_string.replace("\0", " ")
@@ -33,6 +34,7 @@ def test_the_main_process_is_the_real_service_running_as_the_service_user(host, 
 
 
 @pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.security
 def test_sandboxing(host, unit):
     props = show(host, unit, "User", "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp",
                  "PrivateDevices", "CapabilityBoundingSet", "ReadWritePaths", "RestrictNamespaces",
@@ -55,6 +57,7 @@ def test_the_unit_files_verify(host):
     assert result.rc == 0 and result.stderr.strip() == "", result.stderr
 
 
+@pytest.mark.security
 def test_security_exposure_is_recorded_and_low(host):
     """systemd-analyze security's overall exposure per unit (0 = locked down, 10 = unprotected)."""
     scores = {}
@@ -130,6 +133,7 @@ def test_server_config_carries_the_same_worker_values_as_the_unit(host):
     assert served["max_model_len"] == 4096
 
 
+@pytest.mark.security
 def test_no_secret_is_in_a_unit_file(host):
     for unit in UNITS:
         text = host.file(f"/etc/systemd/system/{unit}.service").content_string

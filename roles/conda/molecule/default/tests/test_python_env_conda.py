@@ -61,6 +61,7 @@ def test_conda_provider_creates_and_fills_the_env(host, clean_env):
     assert again.changed == 0, again
 
 
+@pytest.mark.bad_input
 def test_conda_provider_with_a_python_conda_cannot_get_fails_and_creates_nothing(host, clean_env):
     result = run_role("python_env", extra_vars=python_env_vars(python_env_python_version="3.10.12"))
     assert result.rc != 0

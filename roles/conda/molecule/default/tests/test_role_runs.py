@@ -66,6 +66,7 @@ def old_prefix(host, scratch):
 
 # ----------------------------------------------------------------------------- reruns
 
+@pytest.mark.idempotence
 def test_rerun_downloads_nothing_and_changes_nothing(host):
     # With the cached installer gone and a URL where nothing listens, a run must still succeed
     # without a change: the installed version is checked first and nothing is fetched.
@@ -82,6 +83,7 @@ def test_rerun_downloads_nothing_and_changes_nothing(host):
     assert log_lines(host, PREFIX, "installer") == [f"installer Miniconda3-double-{NEW} -b -p {PREFIX} -> 0"]
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_the_converged_host_changes_nothing(host):
     before = snapshot(host, PREFIX)
     result = run_role("conda", "--check")
@@ -90,6 +92,7 @@ def test_check_mode_on_the_converged_host_changes_nothing(host):
     assert snapshot(host, PREFIX) == before
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_a_fresh_prefix_changes_nothing(host, scratch):
     result = run_role("conda", "--check", extra_vars=scratch)
     assert result.rc == 0, result
@@ -111,6 +114,7 @@ def test_empty_prefix_directory_is_installed_into(host, scratch):
 
 # ----------------------------------------------------------------------------- checksum
 
+@pytest.mark.fault
 def test_wrong_checksum_fails_before_anything_is_unpacked(host, scratch):
     result = run_role("conda", extra_vars={**scratch, "conda_installer_sha256": "0" * 64,
                                            "conda_download_retries": 0})
@@ -122,6 +126,7 @@ def test_wrong_checksum_fails_before_anything_is_unpacked(host, scratch):
     assert host.check_output(f"ls -A {scratch['conda_download_dir']}") == ""  # get_url dropped the bad file
 
 
+@pytest.mark.fault
 def test_wrong_checksum_leaves_an_older_installation_untouched(host, old_prefix):
     before = snapshot(host, old_prefix["conda_prefix"])
     installs = log_lines(host, old_prefix["conda_prefix"], "installer")
@@ -151,6 +156,7 @@ def test_older_installation_is_updated_in_place(host, old_prefix):
     assert again.changed == 0, again
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_an_older_installation_changes_nothing(host, old_prefix):
     before = snapshot(host, old_prefix["conda_prefix"])
     result = run_role("conda", "--check", extra_vars={**old_prefix, **installer(NEW)})
@@ -178,6 +184,7 @@ def test_newer_installation_is_not_downgraded(host):
     assert snapshot(host, PREFIX) == before
 
 
+@pytest.mark.bad_input
 def test_prefix_with_other_content_is_refused(host, scratch):
     host.check_output(f"mkdir -p {scratch['conda_prefix']}/data && echo keep > {scratch['conda_prefix']}/data/file")
     before = snapshot(host, scratch["conda_prefix"])
@@ -243,6 +250,7 @@ def test_condarc_overridden_elsewhere_is_detected(host, path, content, expected)
     ({"conda_download_retries": -1}, "conda_download_retries (got -1)"),
     ({"conda_update_existing": "maybe"}, "conda_update_existing"),
 ])
+@pytest.mark.bad_input
 def test_bad_input_fails_before_any_change(host, extra_vars, expected):
     before = snapshot(host, PREFIX)
     result = run_role("conda", extra_vars=extra_vars)

@@ -28,12 +28,14 @@ def patched(host):
     assert FIXED in host.file(worker_path(host)).content_string
 
 
+@pytest.mark.idempotence
 def test_second_run_changes_nothing(host):
     run = run_role("fschat_patch", hosts=NODE)
     assert run.rc == 0, run
     assert changed(run) == 0, run
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_the_converged_host_changes_nothing(host):
     run = run_role("fschat_patch", "--check", hosts=NODE)
     assert run.rc == 0, run
@@ -99,6 +101,7 @@ def test_version_unknown_to_the_patch_fails_when_required(host, patched, require
     assert host.file(path).sha256sum == before
 
 
+@pytest.mark.fault
 def test_affected_file_with_neither_text_fails_loudly(host, patched):
     path = worker_path(host)
     host.check_output(f"sed -i 's/stop=\\[i for i in stop if i != \"\"\\],/stop=sorted(stop),/' {path}")
@@ -114,6 +117,7 @@ def test_affected_file_with_neither_text_fails_loudly(host, patched):
 
 
 @pytest.mark.parametrize("env_path", ["/opt/no-such-env", ""])
+@pytest.mark.bad_input
 def test_missing_env_fails_naming_the_variable(host, env_path):
     run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_env_path": env_path})
     assert run.rc != 0, run

@@ -27,6 +27,7 @@ def changed(run: PlaybookRun) -> int:
         ({"git_lfs_install_method": "mirror"}, "git_lfs_install_method \"mirror\" needs git_lfs_package_url"),
     ],
 )
+@pytest.mark.bad_input
 def test_bad_input_fails_with_a_clear_message(host, extra_vars, expected):
     before = host.check_output("sha256sum /etc/gitconfig")
     run = run_role("git_lfs", hosts=NODE, gather_facts=True, extra_vars=extra_vars)
@@ -36,6 +37,7 @@ def test_bad_input_fails_with_a_clear_message(host, extra_vars, expected):
     assert host.check_output("sha256sum /etc/gitconfig") == before
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_the_converged_host_changes_nothing(host):
     run = run_role("git_lfs", "--check", hosts=NODE, gather_facts=True, extra_vars=TUNING)
     assert run.rc == 0, run

@@ -36,6 +36,7 @@ def _fact(host) -> dict:
     return json.loads(fact_file.content_string)
 
 
+@pytest.mark.security
 def test_fact_file_mode(host) -> None:
     fact_file = host.file(FACT_FILE)
     assert fact_file.user == "root"
@@ -114,12 +115,14 @@ def _assert_failed(run: PlaybookRun, *expected: str) -> None:
         assert text in messages[0], f"{text!r} not in {messages[0]!r}"
 
 
+@pytest.mark.bad_input
 def test_cuda_minimum_not_a_version_fails(a100_fact_state: str) -> None:
     run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_cuda_version": "eleven"})
     _assert_failed(run, "host gpu-preflight-a100: gpu_preflight_min_cuda_version must be a dotted numeric version", '"eleven"')
     assert _fact_state("gpu-preflight-a100") == a100_fact_state
 
 
+@pytest.mark.bad_input
 def test_driver_minimum_above_host_fails(a100_fact_state: str) -> None:
     run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_driver_version": "545.23.08"})
     _assert_failed(run, "host gpu-preflight-a100 has NVIDIA driver 535.129.03, older than gpu_preflight_min_driver_version 545.23.08")
@@ -132,11 +135,13 @@ def test_cuda_minimum_compared_as_version(a100_fact_state: str) -> None:
     _assert_failed(run, "host gpu-preflight-a100 supports CUDA 12.2", "older than gpu_preflight_min_cuda_version 12.10")
 
 
+@pytest.mark.bad_input
 def test_gpu_count_minimum_fails(a100_fact_state: str) -> None:
     run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_min_gpu_count": 16})
     _assert_failed(run, "host gpu-preflight-a100 has 8× NVIDIA A100-SXM4-80GB, fewer than gpu_preflight_min_gpu_count 16")
 
 
+@pytest.mark.bad_input
 def test_a100_host_expected_to_be_l40_fails(a100_fact_state: str) -> None:
     run = run_role("gpu_preflight", hosts="gpu-preflight-a100", extra_vars={"gpu_preflight_expected_model": "l40"})
     _assert_failed(
@@ -154,6 +159,7 @@ def _extra_inventory(tmp_path: Path, groups: dict[str, dict[str, dict | None]]) 
     return extra
 
 
+@pytest.mark.bad_input
 def test_a100_host_in_group_l40_fails(tmp_path: Path, a100_fact_state: str) -> None:
     """The a100 node under a second inventory name that is in group l40 only: the expected model comes from the group."""
     alias = "gpu-preflight-a100-in-l40"
@@ -164,6 +170,7 @@ def test_a100_host_in_group_l40_fails(tmp_path: Path, a100_fact_state: str) -> N
     _assert_failed(run, f"host {alias} is in group l40 but its GPUs are 8× NVIDIA A100-SXM4-80GB")
 
 
+@pytest.mark.bad_input
 def test_host_in_l40_and_a100_fails(tmp_path: Path, a100_fact_state: str) -> None:
     inventory = _extra_inventory(tmp_path, {"l40": {"gpu-preflight-a100": None}})
     run = run_playbook(CONVERGE, "--limit", "gpu-preflight-a100", extra_inventory=inventory,

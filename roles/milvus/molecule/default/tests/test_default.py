@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import APP_PASSWORD, APP_USER, DATA_DIR, METRICS_PORT, PORT, ROOT_PASSWORD, healthz, milvus_py, wait_healthy
 
 
+@pytest.mark.security
 def test_unit_runs_the_server_as_the_service_user(host):
     unit = host.service("milvus")
     assert unit.is_running and unit.is_enabled
@@ -17,6 +20,7 @@ def test_unit_runs_the_server_as_the_service_user(host):
     assert host.file(f"/proc/{main_pid}/comm").content_string.strip() == "milvus"
 
 
+@pytest.mark.security
 def test_unit_hardening(host):
     props = host.check_output("systemctl show milvus -p User -p NoNewPrivileges -p ProtectSystem "
                               "-p ProtectHome -p PrivateTmp -p ReadWritePaths -p CapabilityBoundingSet")
@@ -45,6 +49,7 @@ def test_healthz_answers_ok(host):
     assert healthz(host) == "OK"
 
 
+@pytest.mark.security
 def test_data_dir_belongs_to_the_service_user(host):
     data = host.file(DATA_DIR)
     assert data.user == "milvus" and data.mode == 0o750
@@ -52,16 +57,19 @@ def test_data_dir_belongs_to_the_service_user(host):
     assert host.file(f"{DATA_DIR}/data/rocksmq").is_directory
 
 
+@pytest.mark.security
 def test_unauthenticated_client_is_refused(host):
     error = milvus_py(host, 'print(json.dumps(refused()))')
     assert error and "UNAUTHENTICATED" in error
 
 
+@pytest.mark.security
 def test_factory_root_password_is_refused_and_the_new_one_works(host):
     assert milvus_py(host, 'print(json.dumps(refused("root", "Milvus")))')
     assert milvus_py(host, f'print(json.dumps(refused("root", "{ROOT_PASSWORD}")))') is None
 
 
+@pytest.mark.security
 def test_app_user_has_the_app_role_and_no_admin_rights(host):
     result = milvus_py(host, f"""
         login("root", "root", "{ROOT_PASSWORD}")
@@ -94,6 +102,7 @@ def test_app_user_creates_and_searches_a_collection(host):
     assert hits[0] == 20 and len(hits) == 2
 
 
+@pytest.mark.fault
 def test_inserted_data_survives_a_service_restart(host):
     inserted = milvus_py(host, f"""
         login("app", "{APP_USER}", "{APP_PASSWORD}")
@@ -118,6 +127,7 @@ def test_inserted_data_survives_a_service_restart(host):
     assert rows == [1, 2, 3, 4]
 
 
+@pytest.mark.security
 def test_settings_hold_no_secrets_and_the_explicit_ports(host):
     settings = json.loads(host.file("/etc/milvus/lite.json").content_string)
     assert settings["config"]["proxy_port"] == PORT and settings["metrics_port"] == METRICS_PORT

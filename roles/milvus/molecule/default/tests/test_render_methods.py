@@ -171,6 +171,7 @@ def test_compose_health_gates_and_restart_policy(compose):
                                                 "minio": {"condition": "service_healthy"}}
 
 
+@pytest.mark.security
 def test_compose_file_is_root_only(node, compose_render):
     assert sh(node, f"stat -c '%a %U %G' {COMPOSE_DIR}/docker-compose.yml").stdout.split() == ["600", "root", "root"]
 
@@ -207,6 +208,7 @@ def test_compose_unit_runs_compose_in_the_foreground_and_keeps_volumes(compose_u
     assert values["Restart"] == ["on-failure"]
 
 
+@pytest.mark.idempotence
 def test_compose_second_render_changes_nothing(node, compose_render):
     result = run_role("milvus", hosts=node, tasks_from="compose_files.yml", extra_vars=COMPOSE_VARS)
     assert result.rc == 0, result
@@ -214,6 +216,7 @@ def test_compose_second_render_changes_nothing(node, compose_render):
 
 
 @pytest.mark.parametrize("service", ["etcd", "milvus"])
+@pytest.mark.bad_input
 def test_compose_preflight_rejects_an_image_without_digest(node, service):
     images = {**IMAGES, service: {**IMAGES[service], "digest": ""}}
     result = run_role("milvus", hosts=node, tasks_from="preflight_compose.yml",
@@ -226,6 +229,7 @@ def test_compose_preflight_rejects_an_image_without_digest(node, service):
 
 
 @pytest.mark.parametrize("secret", ["", "minioadmin", "short"], ids=["empty", "factory", "short"])
+@pytest.mark.bad_input
 def test_compose_preflight_rejects_a_weak_minio_secret(node, secret):
     result = run_role("milvus", hosts=node, tasks_from="preflight_compose.yml",
                       extra_vars={**COMPOSE_VARS, "milvus_minio_secret_key": secret})
@@ -233,6 +237,7 @@ def test_compose_preflight_rejects_a_weak_minio_secret(node, secret):
     assert "milvus_minio_secret_key must be set" in message(result) and f"for host {node}" in message(result)
 
 
+@pytest.mark.bad_input
 def test_compose_preflight_requires_the_compose_command(node):
     """Good settings pass every check up to the compose command, which the node does not have."""
     result = run_role("milvus", hosts=node, tasks_from="preflight_compose.yml", extra_vars=COMPOSE_VARS)
@@ -313,6 +318,7 @@ def test_package_credentials_reach_systemd_unchanged(node, package_render, dropi
     assert milvus_env["MINIO_SECRETACCESSKEY"] == minio_env["MINIO_ROOT_PASSWORD"] == SECRET
 
 
+@pytest.mark.idempotence
 def test_package_second_render_changes_nothing(node, package_render):
     result = run_role("milvus", hosts=node, tasks_from="package_files.yml", extra_vars=PACKAGE_VARS)
     assert result.rc == 0, result
@@ -326,6 +332,7 @@ def test_package_second_render_changes_nothing(node, package_render):
     ({"milvus_package_sha256": "abc"}, "milvus_package_sha256, its SHA-256 in 64 hex digits (got 'abc'"),
     ({"milvus_minio_secret_key": "minioadmin"}, "milvus_minio_secret_key must be set"),
 ], ids=["empty-url", "ftp-url", "short-sha256", "factory-minio-secret"])
+@pytest.mark.bad_input
 def test_package_preflight_rejects_bad_input(node, override, expected):
     result = run_role("milvus", hosts=node, tasks_from="preflight_package.yml", extra_vars={**PACKAGE_VARS, **override})
     assert result.rc != 0 and result.changed == 0, result

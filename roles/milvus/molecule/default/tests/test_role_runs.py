@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from testlib import docker_exec, run_role
 
-from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, PORT, ROOT_PASSWORD, healthz, milvus_py
+from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, PORT, ROOT_PASSWORD, healthz, milvus_py, wait_healthy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,6 +35,7 @@ def _main_pid(host) -> str:
     return host.check_output("systemctl show -p MainPID --value milvus")
 
 
+@pytest.mark.idempotence
 def test_second_run_changes_nothing(host):
     before = _main_pid(host)
     run = run_role("milvus", gather_facts=True)
@@ -44,6 +45,7 @@ def test_second_run_changes_nothing(host):
     assert _main_pid(host) == before
 
 
+@pytest.mark.check_mode
 def test_check_mode_changes_nothing(host):
     run = run_role("milvus", "--check", "--diff", "-v", gather_facts=True)
     assert run.rc == 0, run
@@ -69,6 +71,7 @@ def _assert_unchanged(host, pid: str) -> None:
     assert _sentinel_rows(host) == 3
 
 
+@pytest.mark.bad_input
 def test_wrong_root_password_fails_clearly_and_changes_nothing(host):
     pid = _main_pid(host)
     run = run_role("milvus", gather_facts=True, extra_vars={"milvus_root_password": "not-the-root-Pw1"})
@@ -80,6 +83,7 @@ def test_wrong_root_password_fails_clearly_and_changes_nothing(host):
     _assert_unchanged(host, pid)
 
 
+@pytest.mark.bad_input
 def test_port_clash_fails_in_preflight(host):
     pid = _main_pid(host)
     taken = 19599
@@ -96,6 +100,7 @@ def test_port_clash_fails_in_preflight(host):
     _assert_unchanged(host, pid)
 
 
+@pytest.mark.bad_input
 def test_unknown_method_is_refused_by_the_argument_spec(host):
     run = run_role("milvus", gather_facts=True, extra_vars={"milvus_method": "helm"})
     assert run.rc != 0
@@ -103,6 +108,7 @@ def test_unknown_method_is_refused_by_the_argument_spec(host):
     assert run.changed == 0, run
 
 
+@pytest.mark.bad_input
 def test_unreachable_external_endpoint_fails_before_any_change(host):
     run = run_role("milvus", gather_facts=True, extra_vars={
         "milvus_method": "external", "milvus_external_host": "127.0.0.1", "milvus_port": 1})
@@ -120,6 +126,7 @@ def test_unreachable_external_endpoint_fails_before_any_change(host):
     ({"milvus_port": 9161}, "must be distinct"),
     ({"milvus_app_privileges": [["Database", "*", "*"]]}, "milvus_app_privileges"),
 ])
+@pytest.mark.bad_input
 def test_bad_input_stops_in_preflight(host, extra_vars, named):
     pid = _main_pid(host)
     run = run_role("milvus", gather_facts=True, extra_vars=extra_vars)
@@ -129,6 +136,7 @@ def test_bad_input_stops_in_preflight(host, extra_vars, named):
     _assert_unchanged(host, pid)
 
 
+@pytest.mark.bad_input
 def test_an_app_password_that_no_longer_logs_in_fails_and_changes_nothing(host):
     pid = _main_pid(host)
     run = run_role("milvus", gather_facts=True, extra_vars={"milvus_app_password": "another-app-Pw2"})
@@ -136,3 +144,36 @@ def test_an_app_password_that_no_longer_logs_in_fails_and_changes_nothing(host):
     assert "refuses chatchat with milvus_app_password" in run.flat
     assert run.changed == 0, run
     _assert_unchanged(host, pid)
+
+
+@pytest.mark.fault
+def test_a_milvus_that_never_gets_healthy_stops_the_gate_then_the_next_run_recovers(host):
+    """The server hangs (SIGSTOP: its ports stay open, /healthz never answers): the gate gives up
+    after milvus_health_timeout with a message that says where to look, nothing after it runs,
+    and once the server is back the data is there and the next run changes nothing."""
+    docker_exec(NODE, "systemctl", "kill", "--signal=SIGSTOP", "milvus.service")
+    try:
+        run = run_role("milvus", gather_facts=True, extra_vars={"milvus_health_timeout": 9})
+    finally:
+        docker_exec(NODE, "systemctl", "kill", "--signal=SIGCONT", "milvus.service")
+    assert run.rc != 0
+    assert "did not answer OK within milvus_health_timeout (9 s)" in run.flat, run
+    assert "journalctl -u milvus" in run.flat
+    assert "Smoke test as the application user" not in run.output
+    assert run.changed == 0, run
+    # Frozen for about half a minute, the server may lose its etcd session and be restarted by
+    # systemd: either way it comes back with its data.
+    wait_healthy(host, timeout=240)
+    assert _sentinel_rows(host) == 3
+    again = run_role("milvus", gather_facts=True)
+    assert again.rc == 0 and again.changed == 0, again
+
+
+@pytest.mark.security
+def test_a_verbose_run_never_prints_the_passwords(host):
+    """-vvv shows every module's arguments and results: the passwords must appear in none of them."""
+    run = run_role("milvus", "-vvv", gather_facts=True)
+    assert run.rc == 0, run
+    assert "Enforce authorization" in run.output  # the tasks that handle the secrets did run
+    for secret in (ROOT_PASSWORD, APP_PASSWORD):
+        assert secret not in run.output

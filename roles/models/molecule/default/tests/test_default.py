@@ -51,6 +51,7 @@ def test_services_get_the_offline_environment(host):
     assert lines == {"HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "HF_DATASETS_OFFLINE=1"}
 
 
+@pytest.mark.security
 def test_cache_serves_its_store_read_only_as_a_non_root_user(host):
     if host.backend.get_hostname() != CACHE:
         pytest.skip("only the cache host serves its store")

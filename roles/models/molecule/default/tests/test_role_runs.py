@@ -36,6 +36,7 @@ def converged(lab):
     assert run.rc == 0, run
 
 
+@pytest.mark.idempotence
 def test_second_run_changes_nothing_and_asks_the_mirror_nothing(lab):
     with MirrorRequests() as mirror:
         run = run_role("models", hosts=f"{CACHE}:{NODE}")
@@ -44,6 +45,7 @@ def test_second_run_changes_nothing_and_asks_the_mirror_nothing(lab):
     assert mirror.paths(MODELS_PREFIX) == []
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_converged_nodes_changes_nothing():
     run = run_role("models", "--check", hosts=f"{CACHE}:{NODE}")
     assert run.rc == 0, run
@@ -63,6 +65,7 @@ def test_node_takes_the_objects_from_the_cache_not_the_mirror(lab, converged):
         assert sha256(NODE, f"{ROOT_PATH}/{name}/{path}") == oid, path
 
 
+@pytest.mark.fault
 def test_without_the_cache_the_node_falls_back_to_the_mirror(lab, converged):
     name = "tiny-bert-embed"
     docker_exec(NODE, "sh", "-c", f"rm -rf {ROOT_PATH}/{name} {STORE}/{name}")
@@ -77,6 +80,7 @@ def test_without_the_cache_the_node_falls_back_to_the_mirror(lab, converged):
     assert sorted(mirror.lfs_downloads(MODELS_PREFIX)) == sorted(lfs_files(lab, name).values())
 
 
+@pytest.mark.fault
 def test_corrupt_weights_are_detected_and_fetched_again(lab, converged):
     name = "tiny-gpt2"
     weights = f"{ROOT_PATH}/{name}/model.safetensors"
@@ -99,6 +103,7 @@ def test_corrupt_weights_are_detected_and_fetched_again(lab, converged):
     assert link_target(CACHE, name) == f"{STORE}/{name}/{lab.revision(name)}"
 
 
+@pytest.mark.fault
 def test_a_pointer_left_in_place_of_weights_is_replaced(lab, converged):
     name = "tiny-bert-embed"
     weights = f"{ROOT_PATH}/{name}/model.safetensors"
@@ -111,6 +116,7 @@ def test_a_pointer_left_in_place_of_weights_is_replaced(lab, converged):
     assert sha256(NODE, weights) == oid
 
 
+@pytest.mark.fault
 def test_an_interrupted_pull_resumes_without_downloading_finished_objects(lab, converged):
     """The state a pull cut short leaves: staging with the metadata and some objects, no link yet."""
     name = "tiny-gpt2"
@@ -168,6 +174,7 @@ def test_a_revision_change_moves_the_model_and_downloads_only_what_changed(lab, 
     assert mirror.paths(MODELS_PREFIX) == []      # switching back needs nothing from the mirror
 
 
+@pytest.mark.fault
 def test_disk_preflight_fails_before_any_byte_is_pulled(lab, converged):
     extra = lab.extra("extra-huge", size="100T")
     with MirrorRequests() as mirror:
@@ -179,6 +186,7 @@ def test_disk_preflight_fails_before_any_byte_is_pulled(lab, converged):
     assert docker_exec(CACHE, "test", "-e", f"{STORE}/extra-huge", check=False).returncode != 0
 
 
+@pytest.mark.bad_input
 def test_a_wrong_size_in_the_manifest_fails_before_the_download(lab, converged):
     extra = lab.extra("extra-small", size="10K")
     with MirrorRequests() as mirror:
@@ -198,6 +206,7 @@ def test_a_wrong_size_in_the_manifest_fails_before_the_download(lab, converged):
     ("mirror down", {"url": "http://127.0.0.1:9/repository/models/lab/tiny-gpt2.git", "revision": "v2"},
      ["fetching the repository failed", "Failed to connect to 127.0.0.1 port 9"]),
 ])
+@pytest.mark.bad_input
 def test_bad_source_fails_naming_the_model_and_leaves_the_active_revision(lab, converged, case, change, fragments):
     name, active = "tiny-gpt2", lab.revision("tiny-gpt2")
     # Only the active revision stays, so the new pin really has to come from the source.
@@ -223,6 +232,7 @@ def test_bad_source_fails_naming_the_model_and_leaves_the_active_revision(lab, c
     ({"name": "tiny-bert-embed"}, 'models_manifest entry "tiny-bert-embed" appears twice'),
     ({"repo": "https://elsewhere/x"}, 'repo "https://elsewhere/x" must be a path on the mirror'),
 ])
+@pytest.mark.bad_input
 def test_bad_manifest_stops_in_preflight(lab, change, message):
     entries = lab.manifest()
     entries[0].update(change)
@@ -232,12 +242,14 @@ def test_bad_manifest_stops_in_preflight(lab, change, message):
     assert message in run.flat, run
 
 
+@pytest.mark.bad_input
 def test_a_required_model_missing_from_the_manifest_stops_in_preflight(lab):
     run = run_role("models", hosts=NODE, extra_vars={"models_required": ["tiny-gpt2", "chatglm3-6b-32k"]})
     assert run.rc != 0, run
     assert "chatglm3-6b-32k must be enabled in models_manifest" in run.flat, run
 
 
+@pytest.mark.fault
 def test_an_unmanaged_directory_is_never_overwritten_unless_asked(lab, converged):
     extra = lab.extra("extra-manual")
     docker_exec(CACHE, "sh", "-c", f"mkdir -p {ROOT_PATH}/extra-manual && echo mine > {ROOT_PATH}/extra-manual/notes")

@@ -42,6 +42,7 @@ def failure(run: PlaybookRun) -> str:
         ({"nexus_mirror_username": "some one", "nexus_mirror_password": "pw"}, "whitespace"),
     ],
 )
+@pytest.mark.bad_input
 def test_bad_input_fails_before_any_change(host, extra_vars, variable):
     before = host.check_output("sha256sum /etc/pip.conf /etc/conda/.condarc /etc/apt/sources.list.d/*")
     run = run_role("nexus_mirror", *SHOW, hosts=NODE, gather_facts=True, extra_vars=extra_vars)
@@ -108,6 +109,7 @@ def test_exclusive_mode_is_reversible(host):
     assert host.file("/etc/apt/nexus-mirror-backup/sources.list").is_file
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_the_converged_host_changes_nothing(host):
     run = run_role("nexus_mirror", "--check", hosts=NODE, gather_facts=True)
     assert run.rc == 0, run
