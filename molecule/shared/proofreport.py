@@ -39,8 +39,8 @@ def _suite_name() -> str:
     return f"role-{project.name}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:  # what runs, after -k and -m deselection
         categories = sorted({m.name for m in item.iter_markers() if m.name in CATEGORIES})
         if categories:
             _outcomes[item.nodeid] = {"categories": categories, "outcome": "not run"}

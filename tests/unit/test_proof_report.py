@@ -91,3 +91,14 @@ def test_no_records_is_a_failure_not_an_empty_pass(tmp_path):
     (tmp_path / "artifacts" / "proof").mkdir(parents=True)
     result = report(tmp_path)
     assert result.returncode == 1 and "no records" in result.stdout
+
+
+def test_tests_deselected_with_k_are_not_recorded(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_marked.py").write_text(MARKED_TESTS)
+    env = dict(os.environ, CHATFLEET_ROOT=str(tmp_path), PYTHONPATH=str(ROOT / "molecule" / "shared"),
+               MOLECULE_SCENARIO_NAME="site", PYTEST_ADDOPTS="")
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "proofreport", "-p", "no:cacheprovider", "-k", "bad",
+                    "tests"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    record = json.loads((tmp_path / "artifacts" / "proof" / "site.json").read_text())
+    assert sorted(nodeid.split("::")[1] for nodeid in record["tests"]) == ["test_bad[]", "test_bad[x]"]
