@@ -1,14 +1,19 @@
-"""The whole site converged on a lab-style fleet: one L40 node, one 8xA100 node."""
+"""The whole site converged on a lab-style fleet: one L40 node, one 8xA100 node, one Milvus node."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 
 import pytest
+from testinfra.utils.ansible_runner import AnsibleRunner
 from testlib import ROOT, docker_exec, run_playbook
 
 MIRROR = "127.0.0.1:18080"
 EXPECTED_GPUS = {"site-l40-1": ("l40", 1), "site-a100-1": ("a100", 8)}
+MILVUS_NODE = "site-milvus-1"
+# The host tests below are about the GPU nodes; the Milvus node has a test of its own.
+testinfra_hosts = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("gpu_nodes")
 
 
 @pytest.fixture()
@@ -20,6 +25,7 @@ def run_site(*options: str, extra_inventory: str | None = None):
     return run_playbook(ROOT / "site.yml", *options, extra_inventory=extra_inventory)
 
 
+@pytest.mark.security
 def test_pip_uses_only_the_mirror(host):
     conf = host.file("/etc/pip.conf")
     assert conf.exists
@@ -27,6 +33,7 @@ def test_pip_uses_only_the_mirror(host):
     assert "pypi.org" not in conf.content_string
 
 
+@pytest.mark.security
 def test_apt_uses_only_the_mirror(host):
     policy = host.check_output("apt-cache policy")
     sources = {line.split()[1] for line in policy.splitlines() if line.strip().startswith(("100", "500", "990"))
@@ -93,6 +100,7 @@ def test_configs_import_with_the_group_tuning(host, node):
         assert rendered["worker"][key] == value, key
 
 
+@pytest.mark.security
 def test_chatchat_reaches_the_gated_milvus_with_its_configured_user(host):
     """kb_config's kbs_config["milvus"] (from milvus_connection) logs in to the site's Milvus with
     the Chatchat env's own pymilvus; the same client without credentials is refused."""
@@ -200,6 +208,17 @@ def test_the_workers_carry_their_gpu_groups_profile(host, node):
         assert argv[argv.index("--num-gpus") + 1] == "1"
 
 
+def test_milvus_runs_on_its_own_node_only():
+    """The milvus group's node serves Milvus (the GPU nodes reached it above); no GPU node runs one."""
+    assert docker_exec(MILVUS_NODE, "systemctl", "is-active", "milvus").stdout.strip() == "active"
+    assert MIRROR in docker_exec(MILVUS_NODE, "cat", "/etc/pip.conf").stdout
+    for node in EXPECTED_GPUS:
+        state = docker_exec(node, "systemctl", "is-active", "milvus", check=False).stdout.strip()
+        assert state != "active", node
+        assert docker_exec(node, "test", "-e", "/etc/systemd/system/chatchat.target", check=False).returncode == 0
+    assert docker_exec(MILVUS_NODE, "test", "-e", "/etc/systemd/system/chatchat.target", check=False).returncode != 0
+
+
 # A second converge changing nothing is molecule's idempotence step; check mode on the converged
 # fleet is test_site_operations.py's `chatfleet check` (changed=0 on every host, no drift).
 
@@ -216,15 +235,18 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("args", "named_variable"), BAD_INPUT)
+@pytest.mark.bad_input
 def test_bad_variable_stops_before_any_change(args, named_variable):
-    before = {n: docker_exec(n, "md5sum", "/etc/pip.conf").stdout for n in EXPECTED_GPUS}
+    every_node = [*EXPECTED_GPUS, MILVUS_NODE]
+    before = {n: docker_exec(n, "md5sum", "/etc/pip.conf").stdout for n in every_node}
     result = run_site(*args)
     assert result.rc != 0
     assert named_variable in result.output
     assert result.changed == 0, result.recap
-    assert before == {n: docker_exec(n, "md5sum", "/etc/pip.conf").stdout for n in EXPECTED_GPUS}
+    assert before == {n: docker_exec(n, "md5sum", "/etc/pip.conf").stdout for n in every_node}
 
 
+@pytest.mark.bad_input
 def test_host_in_both_gpu_groups_fails_naming_the_host():
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as extra:
         extra.write("all:\n  children:\n    a100:\n      hosts:\n        site-l40-1:\n")
@@ -235,6 +257,7 @@ def test_host_in_both_gpu_groups_fails_naming_the_host():
     assert result.changed == 0, result.recap
 
 
+@pytest.mark.bad_input
 def test_gpu_group_without_a_gpu_fails_naming_the_host():
     docker_exec("site-a100-1", "mv", "/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi.away")
     try:

@@ -2,7 +2,7 @@
 bad input, a release rollout whose canary fails its health gate (then goes on, then is rolled back),
 and uninstall then reinstall of one node.
 
-Runs after test_site.py (file order), on the same two nodes. The nodes share the host's network, so
+Runs after test_site.py (file order), on the same three nodes. The nodes share the host's network, so
 the test reaches each node's services on 127.0.0.1 directly.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 from testlib import ROOT, docker_exec, run_playbook
 
 OPENAI_PORT = {"site-l40-1": 20000, "site-a100-1": 21000}
-NODES = list(OPENAI_PORT)
+NODES = list(OPENAI_PORT)  # the GPU nodes
+MILVUS_NODE = "site-milvus-1"
 
 
 def gpu_nodes_in_rollout_order() -> list[str]:
@@ -70,7 +71,7 @@ def test_status_prints_one_table_and_saves_it_as_json(tmp_path):
     run = chatfleet(tmp_path, "status", "-e", f"status_report_path={saved}")
     assert run.rc == 0, run
     nodes = {entry["host"]: entry for entry in json.loads(saved.read_text())["nodes"]}
-    assert set(nodes) == set(NODES)
+    assert set(nodes) == {*NODES, MILVUS_NODE}
     for node, gpus in (("site-l40-1", (1, "l40")), ("site-a100-1", (8, "a100"))):
         status, health = nodes[node]["status"], nodes[node]["health"]
         assert (status["gpu"]["count"], status["gpu"]["model"]) == gpus
@@ -86,11 +87,13 @@ def test_status_prints_one_table_and_saves_it_as_json(tmp_path):
     assert run.report["result"] == "successful" and run.report["hosts"]["site-l40-1"]["health_after"]["healthy"]
 
 
+@pytest.mark.check_mode
 def test_check_lists_no_drift_on_the_converged_fleet(tmp_path):
-    run = chatfleet(tmp_path, "check")
+    # Both GPU nodes in one batch: check mode changes nothing, so a canary would only cost time.
+    run = chatfleet(tmp_path, "check", "--serial", "100%", "--allow-all-at-once")
     assert run.rc == 0, run
     assert "drift: none" in run.output
-    assert {h: r["changed"] for h, r in run.report["hosts"].items()} == {h: 0 for h in NODES}
+    assert {h: r["changed"] for h, r in run.report["hosts"].items()} == {h: 0 for h in (*NODES, MILVUS_NODE)}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -99,12 +102,14 @@ def test_check_lists_no_drift_on_the_converged_fleet(tmp_path):
     (("rollout", "--serial", "100%"), "--allow-all-at-once"),
     (("uninstall",), "add --yes"),
 ])
+@pytest.mark.bad_input
 def test_the_tool_refuses_bad_input_before_running_anything(tmp_path, argv, message):
     run = chatfleet(tmp_path, *argv)
     assert run.rc == 2 and message in run.output and "Nothing was run" in run.output, run
     assert run.report is None
 
 
+@pytest.mark.bad_input
 def test_plain_ansible_refuses_a_rollout_without_a_canary_before_any_change():
     run = run_playbook(ROOT / "playbooks" / "rollout.yml", "-e", '{"rollout_serial": ["100%"]}')
     assert run.rc != 0 and "rollout_allow_all_at_once" in run.flat, run
@@ -115,6 +120,7 @@ def current_release(node: str) -> str:
     return docker_exec(node, "readlink", "/opt/chatchat/current").stdout.strip()
 
 
+@pytest.mark.fault
 def test_a_release_rollout_stops_at_a_failing_canary_then_goes_on_and_rolls_back(tmp_path):
     """A new release (chatchat_version 0.2.8.1) rolled out while the canary's workers are wedged: the
     rollout stops after the canary, the other node is untouched and serves; once the canary is well,
@@ -141,6 +147,7 @@ def test_a_release_rollout_stops_at_a_failing_canary_then_goes_on_and_rolls_back
         # The node after the canary was never touched: same release, same processes, still answering.
         assert current_release(other) == before[other] and main_pids(other) == other_pids
         assert chat_tokens(other) > 0
+        assert docker_exec(MILVUS_NODE, "systemctl", "is-active", "milvus").stdout.strip() == "active"
     finally:
         docker_exec(canary, "systemctl", "kill", "-s", "SIGCONT", "chatchat-worker-*.service", check=False)
 
