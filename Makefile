@@ -14,15 +14,26 @@ export PY_COLORS := 0
 LABCTL := python3 lab/labctl.py
 MIRROR := $(VENV)/bin/python lab/mirror.py
 ROLES_WITH_MOLECULE := $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
+# `make test` runs the molecule scenarios in two lanes side by side (lab/molecule_lanes.py), each
+# lane's scenarios one after the other, the cheap ones first. Every node shares the host's network,
+# so scenarios that run at the same time listen on different ports: the whole site serves the lab's
+# ports, every role scenario has ports of its own. The lanes are balanced by measured time
+# (docs/TIMINGS.md), about 35 minutes of work each.
+LANE_1 := roles/gpu_preflight roles/git_lfs roles/nexus_mirror roles/fschat_patch roles/conda roles/python_env \
+          roles/milvus roles/chatchat_services
+LANE_2 := roles/models roles/chatchat molecule/site
+# Least number of passed tests per proof category (lab/proof_report.py, docs/PROOF.md).
+PROOF_MINIMUMS := bad_input=30 fault=15 idempotence=10 check_mode=10 security=20
 
 .PHONY: help host venv image mirror mirror-down lab lab-down lab-nodes lab-summary \
-        test lint unit mirror-tests molecule molecule-roles molecule-site
+        test lint unit mirror-tests molecule molecule-roles molecule-site molecule-lanes bench
 
 help:
 	@echo "make lab        bring up the lab (mirror + systemd nodes) and run site.yml against it"
 	@echo "make lab-down   remove the lab nodes and the mirror"
 	@echo "make test       lint, unit tests, molecule for every role, the whole-site scenario"
 	@echo "make molecule ROLE=<role> [CMD=test]   one role's molecule scenario"
+	@echo "make bench      every benchmark, written to docs/BENCHMARKS.md (BENCH_RUNS=3, BENCH_ONLY=...)"
 
 host:
 	$(LABCTL) host
@@ -78,6 +89,20 @@ molecule-roles: mirror
 molecule-site: mirror
 	molecule test -s site
 
+molecule-lanes: mirror
+	@test "$(sort $(filter roles/%,$(LANE_1) $(LANE_2)))" = "$(addprefix roles/,$(ROLES_WITH_MOLECULE))" \
+	  || { echo "the lanes must list every role scenario: $(ROLES_WITH_MOLECULE)"; exit 1; }
+	rm -rf artifacts/proof
+	python3 lab/molecule_lanes.py --lane "$(strip $(LANE_1))" --lane "$(strip $(LANE_2))"
+	python3 lab/proof_report.py $(addprefix --min ,$(PROOF_MINIMUMS))
+
+# Every benchmark in one run, written to docs/BENCHMARKS.md (lab/bench/run_all.py); rebuilds the lab.
+BENCH_RUNS ?= 3
+BENCH_ONLY ?= cold,noop,scale,settings,models,pip
+BENCH_SCALE ?= 1,2,4,8
+bench: mirror
+	$(VENV)/bin/python lab/bench/run_all.py --runs $(BENCH_RUNS) --only $(BENCH_ONLY) --scale $(BENCH_SCALE)
+
 # Cheapest first; the mirror is stopped at the end (`make lab` brings it back in a second).
-test: lint unit mirror-tests molecule-roles molecule-site
+test: lint unit mirror-tests molecule-lanes
 	$(MIRROR) stop

@@ -10,9 +10,10 @@ PYTHON = "/opt/chatchat/envs/0.2.8/bin/python"
 RELEASE = "/opt/chatchat/current"
 USER = "chatchat"
 MODEL = "tiny-gpt2"
-# inventories/lab/group_vars/a100/chatchat.yml: the lab A100 node's ports and its two CPU workers.
-PORTS = {"openai_api": 21000, "controller": 21001, "api": 8861, "webui": 9501}
-WORKERS = {"tiny-gpt2-0": (21002, "0"), "tiny-gpt2-1": (21003, "1")}
+# The scenario's ports (host_vars/services-a100.yml) and the lab A100 node's two CPU workers
+# (inventories/lab/group_vars/a100/chatchat.yml).
+PORTS = {"openai_api": 31000, "controller": 31001, "api": 18861, "webui": 19501}
+WORKERS = {"tiny-gpt2-0": (31002, "0"), "tiny-gpt2-1": (31003, "1")}
 UNITS = (["chatchat-controller"] + [f"chatchat-worker-{name}" for name in WORKERS]
          + ["chatchat-openai-api", "chatchat-api", "chatchat-webui"])
 # The process each unit's MainPID must be (a fragment of its command line).

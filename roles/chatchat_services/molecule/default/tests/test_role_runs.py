@@ -3,11 +3,13 @@ idempotence, check mode, targeted restarts, recovery, and bad input that must ch
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import NODE, PORTS, UNITS, WORKERS, chat, http, main_pids, show, wait_models_listed
+from conftest import NODE, PORTS, RELEASE, UNITS, WORKERS, chat, http, main_pids, show, wait_models_listed
 from testlib import ROOT, docker_exec, run_playbook
 
 CONVERGE = ROOT / "roles" / "chatchat_services" / "molecule" / "default" / "converge.yml"
@@ -23,6 +25,7 @@ def restarted(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(unit for unit in before if before[unit] != after[unit])
 
 
+@pytest.mark.idempotence
 def test_a_second_run_changes_nothing_and_restarts_nothing(host):
     before = main_pids(host)
     run = run_playbook(CONVERGE)
@@ -30,6 +33,7 @@ def test_a_second_run_changes_nothing_and_restarts_nothing(host):
     assert main_pids(host) == before
 
 
+@pytest.mark.check_mode
 def test_check_mode_changes_nothing(host):
     before = main_pids(host)
     run = run_playbook(CONVERGE, "--check", "--diff")
@@ -64,6 +68,7 @@ def test_one_workers_tuning_restarts_that_worker_only(host):
     assert run.rc == 0 and restarted(after, main_pids(host)) == ["chatchat-worker-tiny-gpt2-1"], run
 
 
+@pytest.mark.fault
 def test_a_killed_worker_is_restarted_by_systemd_and_serves_again(host):
     unit = "chatchat-worker-tiny-gpt2-0"
     pid = show(host, unit, "MainPID")["MainPID"]
@@ -82,6 +87,8 @@ def test_a_killed_worker_is_restarted_by_systemd_and_serves_again(host):
     assert chat(host)["usage"]["completion_tokens"] > 0
 
 
+@pytest.mark.bad_input
+@pytest.mark.fault
 def test_a_port_held_by_another_process_stops_the_run_then_the_next_run_recovers(host):
     unit, port = "chatchat-webui", PORTS["webui"]
     docker_exec(NODE, "systemctl", "stop", f"{unit}.service")
@@ -111,6 +118,64 @@ def test_a_port_held_by_another_process_stops_the_run_then_the_next_run_recovers
     assert http(host, f"http://127.0.0.1:{port}/_stcore/health")[0] == 200
 
 
+@pytest.mark.fault
+def test_a_crash_looping_worker_fails_the_run_naming_it_and_the_next_run_recovers(host):
+    """The fault: a worker whose process exits at once, every time systemd starts it (a drop-in
+    replaces its ExecStart), until the start limit stops it. The run fails at that unit's gate with
+    its log lines, leaves the other units, the unit files and the release alone; once the cause is
+    gone, the next run resets and starts the unit, and the run after it changes nothing."""
+    unit = "chatchat-worker-tiny-gpt2-1"
+    dropin = f"/etc/systemd/system/{unit}.service.d"
+    others = {u: pid for u, pid in main_pids(host).items() if u != unit}
+    digests, release = unit_digests(host), host.file(RELEASE).linked_to
+    docker_exec(NODE, "mkdir", "-p", dropin)
+    docker_exec(NODE, "bash", "-c", f"printf '[Service]\\nExecStart=\\nExecStart=/bin/sh -c \"echo simulated crash >&2; exit 3\"\\n' "
+                                    f"> {dropin}/zz-fault.conf && systemctl daemon-reload && systemctl restart {unit}.service",
+                check=False)
+    try:
+        run = run_playbook(CONVERGE, extra_vars={"chatchat_services_health_timeout": 60})
+    finally:
+        docker_exec(NODE, "bash", "-c", f"rm -rf {dropin} && systemctl daemon-reload", check=False)
+    assert run.rc != 0, run
+    assert unit in run.flat and "simulated crash" in run.flat, run
+    assert {u: pid for u, pid in main_pids(host).items() if u != unit} == others
+    assert unit_digests(host) == digests and host.file(RELEASE).linked_to == release
+    assert http(host, f"http://127.0.0.1:{WORKERS['tiny-gpt2-0'][0]}/worker_get_status", "POST")[0] == 200
+
+    recover = run_playbook(CONVERGE)
+    assert recover.rc == 0, recover
+    assert host.service(unit).is_running
+    wait_models_listed(host)
+    assert chat(host)["usage"]["completion_tokens"] > 0
+    again = run_playbook(CONVERGE)
+    assert again.rc == 0 and again.changed == 0, again
+
+
+@pytest.mark.fault
+def test_a_node_that_reboots_mid_run_comes_back_serving_and_the_next_run_changes_nothing(host):
+    """The node restarts (its container: systemd boots again, /run and /tmp are new) while a run is
+    under way: that run fails, the units come back at boot through chatchat.target with the same
+    release and unit files, and the next run finds nothing to change."""
+    digests, release = unit_digests(host), host.file(RELEASE).linked_to
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"))
+    with subprocess.Popen(["ansible-playbook", "-i", str(inventory), str(CONVERGE)], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as interrupted:
+        time.sleep(20)
+        assert interrupted.poll() is None, "the run ended before the restart"
+        subprocess.run(["docker", "restart", "--time", "10", NODE], check=True, capture_output=True)
+        output, _ = interrupted.communicate(timeout=600)
+    assert interrupted.returncode != 0, output[-3000:]
+    docker_exec(NODE, "systemctl", "is-system-running", "--wait", check=False)
+    wait_models_listed(host)
+    assert all(host.service(unit).is_running for unit in UNITS)
+    assert unit_digests(host) == digests and host.file(RELEASE).linked_to == release
+    assert chat(host)["usage"]["completion_tokens"] > 0
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0 and run.changed == 0, run
+
+
 BAD_INPUTS = [
     pytest.param({"chatchat_webui_port": PORTS["api"]}, "must be distinct", id="port-used-twice"),
     pytest.param({"chatchat_vllm_overrides": dict(LAB_OVERRIDES, **{"tiny-gpt2-0": {"tensor_parallel_size": 2}})},
@@ -118,13 +183,14 @@ BAD_INPUTS = [
     pytest.param({"chatchat_vllm_model": {"name": "tiny-gpt2", "params_b": 70.0, "dtype_bytes": 2,
                                           "max_model_len": 4096}},
                  "over-commit", id="gpu-memory-over-committed"),
-    pytest.param({"chatchat_services_workers": [{"name": "ghost-0", "model": "ghost", "port": 21002,
+    pytest.param({"chatchat_services_workers": [{"name": "ghost-0", "model": "ghost", "port": WORKERS["tiny-gpt2-0"][0],
                                                  "cuda_visible_devices": "0", "infer_turbo": False}]},
                  "/opt/chatchat/models/ghost/config.json", id="model-not-on-the-node"),
 ]
 
 
 @pytest.mark.parametrize("extra_vars, fragment", BAD_INPUTS)
+@pytest.mark.bad_input
 def test_bad_input_fails_before_any_unit_changes(host, extra_vars, fragment):
     pids, digests = main_pids(host), unit_digests(host)
     run = run_playbook(CONVERGE, extra_vars=extra_vars)
