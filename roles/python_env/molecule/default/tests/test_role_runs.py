@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from testlib import PYPI_INDEX_URL, docker_exec, run_role
+from faultproxy import FaultProxy
+from testlib import MIRROR_URL, PYPI_INDEX_URL, docker_exec, run_role
 
 NODE = "python-env-node"
 ENVS = "/opt/chatchat/envs"
@@ -42,6 +43,7 @@ def restore(host):
     assert host.file(f"{ENV}/chatfleet-requirements.txt").content_string.count("\n") == 4
 
 
+@pytest.mark.idempotence
 def test_second_run_changes_and_installs_nothing(host):
     before = snapshot(host)
     assert any(p.endswith("fschat-0.2.33.dist-info") for p in before)
@@ -52,6 +54,7 @@ def test_second_run_changes_and_installs_nothing(host):
     assert snapshot(host) == before
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_the_converged_host_changes_nothing(host):
     before = snapshot(host)
     result = run_role("python_env", "--check")
@@ -60,6 +63,7 @@ def test_check_mode_on_the_converged_host_changes_nothing(host):
     assert snapshot(host) == before
 
 
+@pytest.mark.check_mode
 def test_check_mode_on_a_new_prefix_reports_the_change_and_creates_nothing(host):
     prefix = f"{ENVS}/check-only"
     result = run_role("python_env", "--check", extra_vars={"python_env_prefix": prefix})
@@ -93,6 +97,7 @@ def test_check_mode_with_a_requirement_file_not_there_yet(host):
     assert snapshot(host) == before
 
 
+@pytest.mark.bad_input
 def test_wrong_system_interpreter_fails_before_creating_anything(host):
     prefix = f"{ENVS}/wants-3.10"
     result = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_python_version": "3.10.12"})
@@ -106,6 +111,7 @@ def test_wrong_system_interpreter_fails_before_creating_anything(host):
     assert not host.file(prefix).exists
 
 
+@pytest.mark.bad_input
 def test_existing_env_of_another_version_fails_and_is_left_untouched(host):
     prefix = f"{ENVS}/older"
     host.check_output(f"python3 -m venv --without-pip {prefix} && echo keep > {prefix}/operator-notes.txt")
@@ -123,6 +129,7 @@ def test_existing_env_of_another_version_fails_and_is_left_untouched(host):
         host.run(f"rm -rf {prefix}")
 
 
+@pytest.mark.bad_input
 def test_prefix_with_other_content_is_refused(host):
     prefix = f"{ENVS}/not-an-env"
     host.check_output(f"mkdir -p {prefix} && echo data > {prefix}/data.txt")
@@ -147,6 +154,7 @@ def test_prefix_with_other_content_is_refused(host):
      "python_env_packages and python_env_constraints must be lists of requirement strings"),
     ({"python_env_provider": "mamba"}, "python_env_provider"),
 ])
+@pytest.mark.bad_input
 def test_bad_input_fails_before_any_change(host, extra, variable):
     before = snapshot(host)
     result = run_role("python_env", extra_vars=extra)
@@ -156,6 +164,7 @@ def test_bad_input_fails_before_any_change(host, extra, variable):
     assert snapshot(host) == before
 
 
+@pytest.mark.fault
 def test_requirement_missing_from_the_mirror_fails_and_keeps_the_env(host, restore):
     record = host.file(f"{ENV}/chatfleet-freeze.txt").content_string
     packages = snapshot(host)
@@ -184,6 +193,7 @@ def test_only_the_configured_index_is_used(host, restore):
     assert not host.file(f"{ENV}/bin/uv").exists
 
 
+@pytest.mark.fault
 def test_failing_import_check_names_the_module(host):
     result = run_role("python_env", extra_vars={"python_env_import_checks": ["fastchat", "chatfleet_no_such_module"]})
     assert result.rc != 0
@@ -210,3 +220,51 @@ def test_uv_installer_gives_the_same_packages(host):
         assert again.changed == 0, again
     finally:
         host.run(f"rm -rf {prefix}")
+
+
+WITH_UV = ["fschat==0.2.33", "pymilvus>=2.3.3,<2.4", "uv==0.13.9"]
+
+
+def _packages_unchanged(host, before: dict) -> None:
+    assert host.run(f"{PYTHON} -c 'import pymilvus, langchain, fastchat'").rc == 0
+    assert {p: v for p, v in snapshot(host).items() if ".dist-info" in p} == \
+        {p: v for p, v in before.items() if ".dist-info" in p}
+    assert not host.file(f"{ENV}/bin/uv").exists
+
+
+def _recovers(host) -> None:
+    """The next runs with the inventory's input: the first puts the pins file back, the second finds
+    nothing at all to do."""
+    first = run_role("python_env")
+    assert first.rc == 0, first
+    second = run_role("python_env")
+    assert second.rc == 0 and second.changed == 0, second
+
+
+@pytest.mark.fault
+def test_mirror_down_at_the_start_fails_clearly_and_keeps_the_env(host):
+    """Nothing listens at the index: pip's retries end in a failure that says so; nothing installed."""
+    docker_exec(NODE, "rm", "-rf", "/root/.cache/pip")  # pip would take the wheel from its cache
+    before = snapshot(host)
+    down = PYPI_INDEX_URL.replace(MIRROR_URL, "http://127.0.0.1:9")
+    result = run_role("python_env", extra_vars={"python_env_index_url": down, "python_env_packages": WITH_UV})
+    assert result.rc != 0
+    assert "Connection refused" in result.flat and "No matching distribution found for uv==0.13.9" in result.flat, result
+    _packages_unchanged(host, before)
+    _recovers(host)
+
+
+@pytest.mark.fault
+def test_mirror_lost_in_the_middle_of_a_download_fails_and_keeps_the_env(host):
+    """The index answers, then the connection drops 1 MiB into the uv wheel (faultproxy)."""
+    docker_exec(NODE, "rm", "-rf", "/root/.cache/pip")  # pip would take the wheel from its cache
+    before = snapshot(host)
+    with FaultProxy(MIRROR_URL, break_files="/uv-0.13.9-", keep_bytes=1 << 20) as proxy:
+        result = run_role("python_env", extra_vars={
+            "python_env_index_url": PYPI_INDEX_URL.replace(MIRROR_URL, proxy.url), "python_env_packages": WITH_UV})
+    assert proxy.broken, f"the fault was not injected: {proxy.passed}"
+    assert result.rc != 0
+    assert "uv" in result.flat and ("IncompleteRead" in result.flat or "Connection broken" in result.flat
+                                    or "hash" in result.flat.lower()), result
+    _packages_unchanged(host, before)
+    _recovers(host)

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark of the project in one run, written to docs/BENCHMARKS.md.
+
+  .venv/bin/python lab/bench/run_all.py [--runs 3] [--only cold,noop,settings,models,pip] [--out docs/BENCHMARKS.md]
+
+Sections, in this order (each can be picked with --only; the page holds the ones that ran):
+  cold      `make lab-down`, then `make lab`: the lab's two nodes provisioned from new containers
+  noop      lab/bench/fleet_noop.py: no-op site.yml over 1 and 2 lab nodes, and the chatfleet tool
+            against plain ansible-playbook on the same run
+  scale     a no-op site.yml over 1, 2, 4 and 8 GPU nodes (--scale), the lab grown by extra nodes,
+            with the default batches and with one batch
+  settings  the same no-op on the lab with one Ansible setting changed at a time, alternating with
+            the project's settings (ansible.cfg): pipelining off, a fact cache, forks 1
+  models    lab/bench/models_pull.py: a model pull against a plain copy of the same bytes
+  pip       lab/bench/pip_vs_uv.py: pip against uv for the Chatchat requirement set
+Needs the lab mirror (`make mirror`); noop and settings need a converged lab (cold leaves one).
+Every figure on the page comes from this run; nothing is copied from an earlier one.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+SECTIONS = ("cold", "noop", "scale", "settings", "models", "pip")
+CHANGED = re.compile(r"changed=(\d+)")
+
+
+def run(argv: list[str], env: dict | None = None) -> tuple[float, str]:
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          check=False)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed (rc {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
+    print(f"bench: {' '.join(argv)}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return seconds, proc.stdout
+
+
+def version(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "not found"
+
+
+def machine() -> str:
+    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    return (f"{platform.freedesktop_os_release().get('PRETTY_NAME', platform.platform())}, "
+            f"{os.cpu_count()} cores, {int(mem.group(1)) / 1024 ** 2:.1f} GiB memory, kernel {platform.release()}; "
+            f"{version(['docker', '--version'])}; {version([str(Path(PYTHON).parent / 'ansible'), '--version'])}; "
+            f"GPU: {'yes' if Path('/dev/nvidia0').exists() else 'none (the lab replays recorded nvidia-smi output)'}")
+
+
+def section_cold(runs: int) -> str:
+    del runs  # one cold build: it takes minutes and its point is the size, not the spread
+    run(["make", "lab-down"])
+    seconds, out = run(["make", "lab"])
+    recap = [line for line in out.splitlines() if re.match(r"^\S+\s+: ok=", line) and "localhost" not in line]
+    return ("## Cold provisioning\n\n`make lab-down && make lab`: the mirror up, two new lab nodes, `site.yml` "
+            "from nothing to Chatchat answering on both (the canary first, then the other), the summary.\n\n"
+            f"| what | wall time |\n| --- | ---: |\n| `make lab` from new nodes | {seconds / 60:.1f} min |\n\n"
+            "```\n" + "\n".join(recap) + "\n```\n")
+
+
+def section_noop(runs: int) -> str:
+    _, out = run([PYTHON, "lab/bench/fleet_noop.py", "--runs", str(runs)])
+    return ("## No-op runs and fleet scaling\n\n`lab/bench/fleet_noop.py`: a no-op `site.yml` on the converged lab "
+            "(every run must report changed=0) over 1 node (`--limit`) and 2 nodes, and the same 2-node run through "
+            f"`python -m chatfleet site`; {runs} runs each, alternating order.\n\n" + out.strip() + "\n\n"
+            "More nodes: the scaling section below.\n")
+
+
+# Extra lab nodes for the scaling section: each GPU group's lab ports (inventories/lab/group_vars)
+# moved by 10 per node, since every lab node shares the host's network.
+GROUP_PORTS = {"l40": {"chatchat_openai_api_port": 20000, "chatchat_controller_port": 20001,
+                       "chatchat_model_worker_port": 20002, "chatchat_api_port": 7861, "chatchat_webui_port": 8501},
+               "a100": {"chatchat_openai_api_port": 21000, "chatchat_controller_port": 21001,
+                        "chatchat_model_worker_port": 21002, "chatchat_api_port": 8861, "chatchat_webui_port": 9501}}
+GPU_PROFILE = {"l40": "l40x1", "a100": "a100x8"}
+
+
+def scale_inventory(nodes: int) -> tuple[Path, list[str]]:
+    """An inventory of the lab's two nodes plus extra ones up to `nodes` GPU nodes (alternating L40,
+    A100), with the lab's group_vars; returns it and the GPU nodes in rollout order."""
+    directory = ROOT / ".lab" / "bench-scale"
+    directory.mkdir(parents=True, exist_ok=True)
+    group_vars = directory / "group_vars"
+    if not group_vars.exists():
+        group_vars.symlink_to(ROOT / "inventories" / "lab" / "group_vars")
+    groups: dict[str, dict] = {"l40": {"lab-l40-1": {"lab_gpu_profile": "l40x1"}},
+                               "a100": {"lab-a100-1": {"lab_gpu_profile": "a100x8"}}}
+    order = ["lab-l40-1", "lab-a100-1"]
+    for index in range(2, nodes):
+        group, number = ("l40", "a100")[index % 2], index // 2 + 1
+        name = f"lab-{group}-{number}"
+        groups[group][name] = {"lab_gpu_profile": GPU_PROFILE[group],
+                               **{var: port + 10 * (number - 1) for var, port in GROUP_PORTS[group].items()}}
+        order.append(name)
+    inventory = {"all": {"vars": {"ansible_connection": "community.docker.docker",
+                                  "ansible_python_interpreter": "/usr/bin/python3"},
+                         "children": {"gpu_nodes": {"children": {g: {"hosts": h} for g, h in groups.items()}},
+                                      "milvus": {"hosts": {"lab-l40-1": None}},
+                                      "model_cache": {"hosts": {"lab-l40-1": None}}}}}
+    (directory / "hosts.yml").write_text(json.dumps(inventory, indent=1))  # JSON is YAML
+    return directory, order
+
+
+def section_scale(runs: int, counts: list[int]) -> str:
+    largest = max(counts)
+    inventory, order = scale_inventory(largest)
+    ansible = str(Path(PYTHON).parent / "ansible-playbook")
+    run([ansible, "-i", str(inventory / "hosts.yml"), "lab/playbooks/nodes.yml"])
+    build, _ = run([ansible, "-i", str(inventory), "site.yml", "-e", '{"rollout_serial": ["100%"]}',
+                    "-e", "rollout_allow_all_at_once=true"])
+    rows = ["| GPU nodes | no-op, default batches (canary 1, then 25%) | no-op, one batch (serial 100%) |",
+            "| ---: | ---: | ---: |"]
+    one_batch = ["-e", '{"rollout_serial": ["100%"]}', "-e", "rollout_allow_all_at_once=true"]
+    try:
+        for count in counts:
+            limit = ["--limit", ",".join(order[:count])]
+            batched, single = [], []
+            for i in range(runs):
+                pair = [(batched, []), (single, one_batch)]
+                for target, extra in (pair if i % 2 == 0 else pair[::-1]):
+                    seconds, out = run([ansible, "-i", str(inventory), "site.yml", *limit, *extra],
+                                       env={"ANSIBLE_FORCE_COLOR": "false"})
+                    changed = [int(n) for n in CHANGED.findall(out)]
+                    if not changed or any(changed):
+                        sys.exit(f"bench: not a no-op on {count} nodes ({changed})")
+                    target.append(seconds)
+            rows.append(f"| {count} | {statistics.median(batched):.1f} s | {statistics.median(single):.1f} s |")
+    finally:
+        extra_nodes = order[2:]
+        if extra_nodes:
+            subprocess.run(["docker", "rm", "-f", "-v", *extra_nodes], capture_output=True, check=False)
+    return ("## Fleet scaling\n\nA no-op `site.yml` over the first N GPU nodes of a lab grown to "
+            f"{largest} nodes (`.lab/bench-scale/`: the lab's two, then alternately L40 and A100 nodes on ports of "
+            f"their own; Milvus and the model cache stay on lab-l40-1), forks 10, {runs} runs each, alternating "
+            "order; the extra nodes were built in one batch in "
+            f"{build / 60:.1f} min and are removed afterwards.\n\n" + "\n".join(rows) + "\n")
+
+
+def noop_seconds(extra_env: dict, argv_extra: list[str]) -> float:
+    seconds, out = run([str(Path(PYTHON).parent / "ansible-playbook"), "-i", "inventories/lab", "site.yml",
+                        *argv_extra], env={"ANSIBLE_FORCE_COLOR": "false", **extra_env})
+    changed = [int(n) for n in CHANGED.findall(out)]
+    if not changed or any(changed):
+        sys.exit(f"bench: not a no-op ({changed})")
+    return seconds
+
+
+def section_settings(runs: int) -> str:
+    cache_dir = ROOT / ".cache" / "bench-facts"
+    variants = {
+        "pipelining off": ({"ANSIBLE_PIPELINING": "False"}, []),
+        "fact cache (jsonfile, gathering smart)": ({"ANSIBLE_GATHERING": "smart", "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+                                                    "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache_dir),
+                                                    "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "3600"}, []),
+        "forks 1": ({}, ["--forks", "1"]),
+    }
+    # Pipelining and the fact cache act per task and per host: one node shows them at half the cost.
+    # Forks act across hosts: that pair runs on both nodes.
+    one_node = ["--limit", "lab-l40-1"]
+    rows = ["| setting changed | project's settings (median) | changed setting (median) | ratio |",
+            "| --- | ---: | ---: | ---: |"]
+    # Warm the fact cache once so that the cached runs read it (what a second run of the day sees).
+    noop_seconds(variants["fact cache (jsonfile, gathering smart)"][0], one_node)
+    for name, (env, argv_extra) in variants.items():
+        base, changed = [], []
+        limit = [] if name == "forks 1" else one_node
+        for i in range(runs):
+            pair = [("base", {}, limit), ("changed", env, argv_extra + limit)]
+            for label, e, a in (pair if i % 2 == 0 else pair[::-1]):
+                (base if label == "base" else changed).append(noop_seconds(e, a))
+        b, c = statistics.median(base), statistics.median(changed)
+        rows.append(f"| {name} ({'2 nodes' if not limit else '1 node'}) | {b:.1f} s | {c:.1f} s | {c / b:.2f} |")
+    return ("## Ansible settings\n\nA no-op `site.yml` on the lab with the project's `ansible.cfg` (pipelining on, "
+            "forks 10, no fact cache), against the same run with one setting changed, alternating, "
+            f"{runs} runs each.\n\n" + "\n".join(rows) + "\n")
+
+
+def section_models(runs: int) -> str:
+    run([PYTHON, "lab/mirror.py", "bench-model", "--size-mb", "512"])
+    _, out = run([PYTHON, "lab/bench/models_pull.py", "--runs", str(runs), "--size-mb", "512", "--nodes", "4"])
+    return ("## Model pull against a plain copy\n\n`lab/bench/models_pull.py --size-mb 512 --nodes 4`: the models "
+            "role's pull (git metadata, `git lfs fetch`, verify every file) against a plain download of the same "
+            "bytes plus a sha256, and a plain `git lfs clone`; then 4 nodes from the mirror against 4 nodes from a "
+            f"site cache; {runs} runs, alternating order. Details of the method: "
+            "[bench-models-pull.md](bench-models-pull.md).\n\n```\n" + out.strip() + "\n```\n")
+
+
+def section_pip(runs: int) -> str:
+    _, out = run([PYTHON, "lab/bench/pip_vs_uv.py", "--runs", str(runs)])
+    return ("## pip against uv\n\n`lab/bench/pip_vs_uv.py`: the Chatchat requirement set (the role's pins and "
+            f"constraints, the release's requirements.txt) into fresh venvs from the mirror; {runs} runs, "
+            "alternating order. Details: [bench-pip-vs-uv.md](bench-pip-vs-uv.md).\n\n```\n" + out.strip() + "\n```\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--scale", default="1,2,4,8", help="GPU node counts of the scale section")
+    args = parser.parse_args()
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(unknown)}")
+    started = time.monotonic()
+    counts = sorted({int(n) for n in args.scale.split(",") if n.strip()})
+    if not counts or counts[0] < 1:
+        parser.error("--scale: node counts of 1 or more, e.g. 1,2,4,8")
+    parts = [section_scale(args.runs, counts) if name == "scale" else globals()[f"section_{name}"](args.runs)
+             for name in SECTIONS if name in chosen]
+    command = "make bench" + (f" BENCH_ONLY={args.only}" if set(chosen) != set(SECTIONS) else "") + \
+        (f" BENCH_RUNS={args.runs}" if args.runs != 3 else "") + (f" BENCH_SCALE={args.scale}" if args.scale != "1,2,4,8" else "")
+    header = ("# Benchmarks\n\n"
+              f"Generated by `{command}` (`lab/bench/run_all.py`) on {datetime.date.today().isoformat()}, "
+              f"in {(time.monotonic() - started) / 60:.0f} min. Machine: {machine()}.\n\n"
+              "Comparisons are side by side in one run, alternating order, and read as ratios: the build "
+              "machines are noisy. Rerun with the same command.\n\n")
+    args.out.write_text(header + "\n".join(parts))
+    print(f"bench: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
