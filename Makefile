@@ -18,12 +18,13 @@ ROLES_WITH_MOLECULE := $(sort $(patsubst roles/%/molecule/default/molecule.yml,%
 # lane's scenarios one after the other, the cheap ones first. Every node shares the host's network,
 # so scenarios that run at the same time listen on different ports: the whole site serves the lab's
 # ports, every role scenario has ports of its own. The lanes are balanced by measured time
-# (docs/TIMINGS.md), about 35 minutes of work each.
-LANE_1 := roles/gpu_preflight roles/git_lfs roles/nexus_mirror roles/fschat_patch roles/conda roles/python_env \
-          roles/milvus roles/chatchat_services
-LANE_2 := roles/models roles/chatchat molecule/site
-# Least number of passed tests per proof category (lab/proof_report.py, docs/PROOF.md).
-PROOF_MINIMUMS := bad_input=30 fault=15 idempotence=10 check_mode=10 security=20
+# (docs/TIMINGS.md): about an hour each when they run side by side on 2 cores.
+LANE_1 := roles/gpu_preflight roles/git_lfs roles/nexus_mirror roles/conda roles/python_env roles/milvus \
+          roles/chatchat_services
+LANE_2 := roles/fschat_patch roles/models roles/chatchat molecule/site
+# Least number of passed tests per proof category (lab/proof_report.py, docs/PROOF.md): the counts of
+# the last full run, so that a marker lost in an edit fails the run. The issue asked for 30 bad inputs.
+PROOF_MINIMUMS := bad_input=102 fault=22 idempotence=10 check_mode=13 security=36
 
 .PHONY: help host venv image mirror mirror-down lab lab-down lab-nodes lab-summary \
         test lint unit mirror-tests molecule molecule-roles molecule-site molecule-lanes bench
@@ -98,7 +99,7 @@ molecule-lanes: mirror
 
 # Every benchmark in one run, written to docs/BENCHMARKS.md (lab/bench/run_all.py); rebuilds the lab.
 BENCH_RUNS ?= 3
-BENCH_ONLY ?= cold,noop,scale,settings,models,pip
+BENCH_ONLY ?= cold,scale,models,pip,settings
 BENCH_SCALE ?= 1,2,4,8
 bench: mirror
 	$(VENV)/bin/python lab/bench/run_all.py --runs $(BENCH_RUNS) --only $(BENCH_ONLY) --scale $(BENCH_SCALE)

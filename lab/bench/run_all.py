@@ -1,19 +1,18 @@
 #!/usr/bin/env python3
 """`make bench`: every benchmark of the project in one run, written to docs/BENCHMARKS.md.
 
-  .venv/bin/python lab/bench/run_all.py [--runs 3] [--only cold,noop,settings,models,pip] [--out docs/BENCHMARKS.md]
+  .venv/bin/python lab/bench/run_all.py [--runs 3] [--only cold,scale,settings,models,pip] [--scale 1,2,4,8] [--out docs/BENCHMARKS.md]
 
 Sections, in this order (each can be picked with --only; the page holds the ones that ran):
   cold      `make lab-down`, then `make lab`: the lab's two nodes provisioned from new containers
-  noop      lab/bench/fleet_noop.py: no-op site.yml over 1 and 2 lab nodes, and the chatfleet tool
-            against plain ansible-playbook on the same run
-  scale     a no-op site.yml over 1, 2, 4 and 8 GPU nodes (--scale), the lab grown by extra nodes,
-            with the default batches and with one batch
+  scale     a no-op site.yml over 1, 2, 4 and 8 GPU nodes (--scale; the lab grown by extra nodes)
+            with the default batches, the largest also in one batch, and at 2 nodes the chatfleet
+            tool against plain ansible-playbook on the same run
   settings  the same no-op on the lab with one Ansible setting changed at a time, alternating with
             the project's settings (ansible.cfg): pipelining off, a fact cache, forks 1
   models    lab/bench/models_pull.py: a model pull against a plain copy of the same bytes
   pip       lab/bench/pip_vs_uv.py: pip against uv for the Chatchat requirement set
-Needs the lab mirror (`make mirror`); noop and settings need a converged lab (cold leaves one).
+Needs the lab mirror (`make mirror`); scale and settings need a converged lab (cold leaves one).
 Every figure on the page comes from this run; nothing is copied from an earlier one.
 """
 from __future__ import annotations
@@ -32,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-SECTIONS = ("cold", "noop", "scale", "settings", "models", "pip")
+SECTIONS = ("cold", "scale", "models", "pip", "settings")
 CHANGED = re.compile(r"changed=(\d+)")
 
 
@@ -73,14 +72,6 @@ def section_cold(runs: int) -> str:
             "```\n" + "\n".join(recap) + "\n```\n")
 
 
-def section_noop(runs: int) -> str:
-    _, out = run([PYTHON, "lab/bench/fleet_noop.py", "--runs", str(runs)])
-    return ("## No-op runs and fleet scaling\n\n`lab/bench/fleet_noop.py`: a no-op `site.yml` on the converged lab "
-            "(every run must report changed=0) over 1 node (`--limit`) and 2 nodes, and the same 2-node run through "
-            f"`python -m chatfleet site`; {runs} runs each, alternating order.\n\n" + out.strip() + "\n\n"
-            "More nodes: the scaling section below.\n")
-
-
 # Extra lab nodes for the scaling section: each GPU group's lab ports (inventories/lab/group_vars)
 # moved by 10 per node, since every lab node shares the host's network.
 GROUP_PORTS = {"l40": {"chatchat_openai_api_port": 20000, "chatchat_controller_port": 20001,
@@ -117,38 +108,64 @@ def scale_inventory(nodes: int) -> tuple[Path, list[str]]:
 
 
 def section_scale(runs: int, counts: list[int]) -> str:
+    """Default batches at every count; at the largest count also one batch (what the canary costs);
+    at 2 nodes also the chatfleet tool on the same run (its overhead over ansible-playbook)."""
     largest = max(counts)
     inventory, order = scale_inventory(largest)
     ansible = str(Path(PYTHON).parent / "ansible-playbook")
-    run([ansible, "-i", str(inventory / "hosts.yml"), "lab/playbooks/nodes.yml"])
-    build, _ = run([ansible, "-i", str(inventory), "site.yml", "-e", '{"rollout_serial": ["100%"]}',
-                    "-e", "rollout_allow_all_at_once=true"])
-    rows = ["| GPU nodes | no-op, default batches (canary 1, then 25%) | no-op, one batch (serial 100%) |",
-            "| ---: | ---: | ---: |"]
     one_batch = ["-e", '{"rollout_serial": ["100%"]}', "-e", "rollout_allow_all_at_once=true"]
+    build = 0.0
+    if largest > 2:
+        run([ansible, "-i", str(inventory / "hosts.yml"), "lab/playbooks/nodes.yml"])
+        build, _ = run([ansible, "-i", str(inventory), "site.yml", *one_batch])
+
+    def plain(count: int, extra: list[str]) -> float:
+        seconds, out = run([ansible, "-i", str(inventory), "site.yml", "--limit", ",".join(order[:count]), *extra],
+                           env={"ANSIBLE_FORCE_COLOR": "false"})
+        changed = [int(n) for n in CHANGED.findall(out)]
+        if not changed or any(changed):
+            sys.exit(f"bench: not a no-op on {count} nodes ({changed})")
+        return seconds
+
+    def tool(count: int) -> float:
+        artifacts = ROOT / ".cache" / "bench-tool-artifacts"
+        seconds, _ = run([PYTHON, "-m", "chatfleet", "site", "-i", str(inventory), "--limit",
+                          ",".join(order[:count]), "--artifacts", str(artifacts)])
+        report = json.loads((sorted(p for p in artifacts.iterdir() if (p / "report.json").exists())[-1]
+                             / "report.json").read_text())
+        if report["result"] != "successful" or any(h["changed"] for h in report["hosts"].values()):
+            sys.exit(f"bench: the tool's run was not a no-op: {report['hosts']}")
+        return seconds
+
+    rows = ["| GPU nodes | no-op `site.yml`, default batches (canary 1, then 25%) | the same in one batch | "
+            f"the same through `chatfleet site` | ratio to {counts[0]} node(s) |", "| ---: | ---: | ---: | ---: | ---: |"]
+    first = None
     try:
         for count in counts:
-            limit = ["--limit", ",".join(order[:count])]
-            batched, single = [], []
+            measures = {"batched": lambda c=count: plain(c, [])}
+            if count == largest and count > 1:
+                measures["single"] = lambda c=count: plain(c, one_batch)
+            if count == 2:
+                measures["tool"] = lambda c=count: tool(c)
+            times: dict[str, list[float]] = {name: [] for name in measures}
             for i in range(runs):
-                pair = [(batched, []), (single, one_batch)]
-                for target, extra in (pair if i % 2 == 0 else pair[::-1]):
-                    seconds, out = run([ansible, "-i", str(inventory), "site.yml", *limit, *extra],
-                                       env={"ANSIBLE_FORCE_COLOR": "false"})
-                    changed = [int(n) for n in CHANGED.findall(out)]
-                    if not changed or any(changed):
-                        sys.exit(f"bench: not a no-op on {count} nodes ({changed})")
-                    target.append(seconds)
-            rows.append(f"| {count} | {statistics.median(batched):.1f} s | {statistics.median(single):.1f} s |")
+                names = list(measures) if i % 2 == 0 else list(measures)[::-1]
+                for name in names:
+                    times[name].append(measures[name]())
+            median = {name: statistics.median(values) for name, values in times.items()}
+            first = first or median["batched"]
+            cells = [f"{median[name]:.1f} s" if name in median else "" for name in ("batched", "single", "tool")]
+            rows.append(f"| {count} | " + " | ".join(cells) + f" | {median['batched'] / first:.2f} |")
     finally:
-        extra_nodes = order[2:]
-        if extra_nodes:
-            subprocess.run(["docker", "rm", "-f", "-v", *extra_nodes], capture_output=True, check=False)
-    return ("## Fleet scaling\n\nA no-op `site.yml` over the first N GPU nodes of a lab grown to "
-            f"{largest} nodes (`.lab/bench-scale/`: the lab's two, then alternately L40 and A100 nodes on ports of "
-            f"their own; Milvus and the model cache stay on lab-l40-1), forks 10, {runs} runs each, alternating "
-            "order; the extra nodes were built in one batch in "
-            f"{build / 60:.1f} min and are removed afterwards.\n\n" + "\n".join(rows) + "\n")
+        if order[2:]:
+            subprocess.run(["docker", "rm", "-f", "-v", *order[2:]], capture_output=True, check=False)
+    grown = (f" The extra nodes were built in one batch ({build / 60:.1f} min) and removed afterwards."
+             if build else "")
+    return ("## Fleet scaling and the tool's overhead\n\nA no-op `site.yml` (every run must report changed=0) "
+            f"over the first N GPU nodes of a lab of {max(largest, 2)} (`.lab/bench-scale/`: the lab's two nodes, "
+            "then alternately L40 and A100 nodes on ports of their own; Milvus and the model cache stay on "
+            f"lab-l40-1), forks 10, {runs} run(s) each, alternating order; the median.{grown}\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def noop_seconds(extra_env: dict, argv_extra: list[str]) -> float:
@@ -170,21 +187,22 @@ def section_settings(runs: int) -> str:
         "forks 1": ({}, ["--forks", "1"]),
     }
     # Pipelining and the fact cache act per task and per host: one node shows them at half the cost.
-    # Forks act across hosts: that pair runs on both nodes.
+    # Forks act across the hosts of a batch: that pair runs on both nodes in one batch.
     one_node = ["--limit", "lab-l40-1"]
+    both_in_one_batch = ["-e", '{"rollout_serial": ["100%"]}', "-e", "rollout_allow_all_at_once=true"]
     rows = ["| setting changed | project's settings (median) | changed setting (median) | ratio |",
             "| --- | ---: | ---: | ---: |"]
     # Warm the fact cache once so that the cached runs read it (what a second run of the day sees).
     noop_seconds(variants["fact cache (jsonfile, gathering smart)"][0], one_node)
     for name, (env, argv_extra) in variants.items():
         base, changed = [], []
-        limit = [] if name == "forks 1" else one_node
+        limit = both_in_one_batch if name == "forks 1" else one_node
         for i in range(runs):
             pair = [("base", {}, limit), ("changed", env, argv_extra + limit)]
             for label, e, a in (pair if i % 2 == 0 else pair[::-1]):
                 (base if label == "base" else changed).append(noop_seconds(e, a))
         b, c = statistics.median(base), statistics.median(changed)
-        rows.append(f"| {name} ({'2 nodes' if not limit else '1 node'}) | {b:.1f} s | {c:.1f} s | {c / b:.2f} |")
+        rows.append(f"| {name} ({'1 node' if limit == one_node else '2 nodes, one batch'}) | {b:.1f} s | {c:.1f} s | {c / b:.2f} |")
     return ("## Ansible settings\n\nA no-op `site.yml` on the lab with the project's `ansible.cfg` (pipelining on, "
             "forks 10, no fact cache), against the same run with one setting changed, alternating, "
             f"{runs} runs each.\n\n" + "\n".join(rows) + "\n")
@@ -222,17 +240,21 @@ def main() -> int:
     counts = sorted({int(n) for n in args.scale.split(",") if n.strip()})
     if not counts or counts[0] < 1:
         parser.error("--scale: node counts of 1 or more, e.g. 1,2,4,8")
-    parts = [section_scale(args.runs, counts) if name == "scale" else globals()[f"section_{name}"](args.runs)
-             for name in SECTIONS if name in chosen]
     command = "make bench" + (f" BENCH_ONLY={args.only}" if set(chosen) != set(SECTIONS) else "") + \
         (f" BENCH_RUNS={args.runs}" if args.runs != 3 else "") + (f" BENCH_SCALE={args.scale}" if args.scale != "1,2,4,8" else "")
-    header = ("# Benchmarks\n\n"
-              f"Generated by `{command}` (`lab/bench/run_all.py`) on {datetime.date.today().isoformat()}, "
-              f"in {(time.monotonic() - started) / 60:.0f} min. Machine: {machine()}.\n\n"
-              "Comparisons are side by side in one run, alternating order, and read as ratios: the build "
-              "machines are noisy. Rerun with the same command.\n\n")
-    args.out.write_text(header + "\n".join(parts))
-    print(f"bench: wrote {args.out}", file=sys.stderr)
+    parts: list[str] = []
+    for name in (n for n in SECTIONS if n in chosen):
+        parts.append(section_scale(args.runs, counts) if name == "scale" else globals()[f"section_{name}"](args.runs))
+        # Written after every section: a bench stopped half-way keeps what it measured.
+        done = len(parts) == len(chosen)
+        header = ("# Benchmarks\n\n"
+                  f"Generated by `{command}` (`lab/bench/run_all.py`) on {datetime.date.today().isoformat()}, "
+                  f"in {(time.monotonic() - started) / 60:.0f} min{'' if done else ' (still running: sections so far)'}. "
+                  f"Machine: {machine()}.\n\n"
+                  "Comparisons are side by side in one run, alternating order, and read as ratios: the build "
+                  "machines are noisy. Rerun with the same command.\n\n")
+        args.out.write_text(header + "\n".join(parts))
+        print(f"bench: wrote {args.out} ({name})", file=sys.stderr)
     return 0
 
 

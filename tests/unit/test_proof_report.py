@@ -102,3 +102,17 @@ def test_tests_deselected_with_k_are_not_recorded(tmp_path):
                     "tests"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     record = json.loads((tmp_path / "artifacts" / "proof" / "site.json").read_text())
     assert sorted(nodeid.split("::")[1] for nodeid in record["tests"]) == ["test_bad[]", "test_bad[x]"]
+
+
+def test_a_skipped_test_is_not_a_failure(tmp_path):
+    records = tmp_path / "artifacts" / "proof"
+    records.mkdir(parents=True)
+    (records / "site.json").write_text(json.dumps({"suite": "site", "tests": {
+        "t.py::a[cache]": {"categories": ["security"], "outcome": "passed"},
+        "t.py::a[node]": {"categories": ["security"], "outcome": "skipped"},
+        "t.py::b": {"categories": ["fault"], "outcome": "not run"}}}))
+    result = report(tmp_path, "--min", "security=1")
+    assert result.returncode == 1
+    assert "| Security | 1 | 1 | 1 |" in result.stdout
+    assert "a[node]" not in result.stdout.split("REPORT.md")[-1]  # the skip is no problem line
+    assert "Faults: site t.py::b not run" in result.stdout
