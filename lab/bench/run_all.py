@@ -107,6 +107,16 @@ def scale_inventory(nodes: int) -> tuple[Path, list[str]]:
     return directory, order
 
 
+def noop_seconds(extra_env: dict, argv_extra: list[str], inventory: str = "inventories/lab") -> float:
+    """Wall seconds of one site.yml run that must report changed=0 on every host."""
+    seconds, out = run([str(Path(PYTHON).parent / "ansible-playbook"), "-i", inventory, "site.yml",
+                        *argv_extra], env={"ANSIBLE_FORCE_COLOR": "false", **extra_env})
+    changed = [int(n) for n in CHANGED.findall(out)]
+    if not changed or any(changed):
+        sys.exit(f"bench: not a no-op ({' '.join(argv_extra)}: changed={changed})")
+    return seconds
+
+
 def section_scale(runs: int, counts: list[int]) -> str:
     """Default batches at every count; at the largest count also one batch (what the canary costs);
     at 2 nodes also the chatfleet tool on the same run (its overhead over ansible-playbook)."""
@@ -120,12 +130,7 @@ def section_scale(runs: int, counts: list[int]) -> str:
         build, _ = run([ansible, "-i", str(inventory), "site.yml", *one_batch])
 
     def plain(count: int, extra: list[str]) -> float:
-        seconds, out = run([ansible, "-i", str(inventory), "site.yml", "--limit", ",".join(order[:count]), *extra],
-                           env={"ANSIBLE_FORCE_COLOR": "false"})
-        changed = [int(n) for n in CHANGED.findall(out)]
-        if not changed or any(changed):
-            sys.exit(f"bench: not a no-op on {count} nodes ({changed})")
-        return seconds
+        return noop_seconds({}, ["--limit", ",".join(order[:count]), *extra], inventory=str(inventory))
 
     def tool(count: int) -> float:
         artifacts = ROOT / ".cache" / "bench-tool-artifacts"
@@ -166,15 +171,6 @@ def section_scale(runs: int, counts: list[int]) -> str:
             "then alternately L40 and A100 nodes on ports of their own; Milvus and the model cache stay on "
             f"lab-l40-1), forks 10, {runs} run(s) each, alternating order; the median.{grown}\n\n"
             + "\n".join(rows) + "\n")
-
-
-def noop_seconds(extra_env: dict, argv_extra: list[str]) -> float:
-    seconds, out = run([str(Path(PYTHON).parent / "ansible-playbook"), "-i", "inventories/lab", "site.yml",
-                        *argv_extra], env={"ANSIBLE_FORCE_COLOR": "false", **extra_env})
-    changed = [int(n) for n in CHANGED.findall(out)]
-    if not changed or any(changed):
-        sys.exit(f"bench: not a no-op ({changed})")
-    return seconds
 
 
 def section_settings(runs: int) -> str:
