@@ -5,9 +5,11 @@ Run on the host against the running lab mirror (stdlib only):
 
     .venv/bin/python lab/bench/pip_vs_uv.py [--runs 3] [--python /usr/bin/python3]
 
-The requirement set is what python_env installs in the lab: the role's default pins and
-constraints (read from roles/python_env/defaults/main.yml) plus the Chatchat fixture's
-requirements.txt (molecule/fixtures/chatchat/*/requirements.txt). Each run makes two fresh
+The requirement set is what python_env installs in the lab: the pins and constraints of the lab
+inventory (inventories/lab/group_vars/gpu_nodes/python_env.yml, else the role's defaults in
+roles/python_env/defaults/main.yml) plus the Chatchat fixture's requirements.txt
+(molecule/fixtures/chatchat/*/requirements.txt). uv runs with --compile-bytecode, as the role runs
+it, so that both installers leave the same .pyc files (pip compiles by default). Each run makes two fresh
 venvs with the same interpreter and installs the set into one with that venv's pip and into
 the other with uv (the pinned version, installed once from the mirror into a tool venv), each
 with its own empty cache directory, the mirror as the only index and every pip/uv config file
@@ -33,11 +35,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = ROOT / "roles" / "python_env" / "defaults" / "main.yml"
+# The lab's own python_env settings (its constraints move setuptools for the lab's torch build).
+LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "gpu_nodes" / "python_env.yml"
 FIXTURE_REQUIREMENTS = "molecule/fixtures/chatchat/*/requirements.txt"
 
 
-def yaml_string_list(text: str, key: str) -> list[str]:
-    """The items of a top-level block list `key:` of plain strings (enough for the role's defaults)."""
+def yaml_string_list(text: str, key: str, missing: list[str] | None = None) -> list[str]:
+    """The items of a top-level block list `key:` of plain strings (enough for the role's defaults);
+    `missing` when the text has no such list, if given."""
     items: list[str] = []
     lines = text.splitlines()
     for i, line in enumerate(lines):
@@ -48,6 +53,8 @@ def yaml_string_list(text: str, key: str) -> list[str]:
                     break
                 items.append(match.group(1).strip("\"'"))
             return items
+    if missing is not None:
+        return missing
     raise SystemExit(f"{DEFAULTS}: no block list {key}")
 
 
@@ -94,8 +101,9 @@ def main() -> int:
 
     index = f"{args.mirror}/repository/pypi-proxy/simple/"
     defaults = DEFAULTS.read_text()
-    pins = yaml_string_list(defaults, "python_env_packages")
-    constraints = yaml_string_list(defaults, "python_env_constraints")
+    lab = LAB_VARS.read_text()
+    pins = yaml_string_list(lab, "python_env_packages", yaml_string_list(defaults, "python_env_packages"))
+    constraints = yaml_string_list(lab, "python_env_constraints", yaml_string_list(defaults, "python_env_constraints"))
     uv_version = yaml_scalar(defaults, "python_env_uv_version")
     fixtures = sorted(glob.glob(str(ROOT / FIXTURE_REQUIREMENTS)))
     if not fixtures:
@@ -138,7 +146,9 @@ def main() -> int:
                 argv = [str(venv / "bin" / "python"), "-m", "pip", "install", *req_args]
                 env = clean_env({**base, "PIP_CACHE_DIR": str(cache)})
             else:
-                argv = [str(uv), "pip", "install", "--python", str(venv / "bin" / "python"), *req_args]
+                # As the role runs it: bytecode compiled at install time, as pip does by default.
+                argv = [str(uv), "pip", "install", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
+                        *req_args]
                 env = clean_env({**base, "UV_CACHE_DIR": str(cache)})
             row[installer] = run(argv, env, log)
             venvs[installer] = venv

@@ -214,6 +214,9 @@ def test_uv_installer_gives_the_same_packages(host):
         with_uv = [line for line in freeze(host, prefix) if not line.startswith("uv==")]
         assert with_uv == with_pip
         assert host.run(f"{prefix}/bin/python -c 'import pymilvus, langchain, fastchat'").rc == 0
+        # Bytecode written at install time, as pip does: the services cannot write it into the env.
+        for env in (ENV, prefix):
+            assert host.run(f"ls {env}/lib/python3*/site-packages/fastchat/__pycache__/__init__.*.pyc").rc == 0, env
 
         again = run_role("python_env", extra_vars={"python_env_prefix": prefix, "python_env_installer": "uv"})
         assert again.rc == 0, again
