@@ -19,12 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from . import report
 from .inventory import ROOT, UsageError, batches, check_vault, load_fleet
 
-# site.yml's GPU play runs `serial: "{{ rollout_serial | default([1, '25%']) }}"`: a canary, then a
-# quarter of the fleet at a time (tests/unit/chatfleet checks that the two agree).
-DEFAULT_SERIAL: list[Any] = [1, "25%"]
+# The GPU plays' batches when no --serial is given (`serial: "{{ rollout_serial | default(fleet_default_serial) }}"`):
+# read from the playbooks' own defaults, so that the tool plans the batches Ansible will run.
+DEFAULT_SERIAL: list[Any] = yaml.safe_load((ROOT / "playbooks" / "vars" / "fleet.yml").read_text())["fleet_default_serial"]
 PLAYBOOKS = {
     "site": "site.yml",
     "rollout": "playbooks/rollout.yml",

@@ -87,11 +87,16 @@ def test_default_plan_is_a_canary_then_batches_and_passes_the_settings_on():
 
 
 def test_the_default_serial_is_the_playbooks_default():
+    assert cli.DEFAULT_SERIAL == [1, "25%"]
     for playbook, index in (("gpu_nodes.yml", 0), ("rollback.yml", 1)):
         play = yaml.safe_load((ROOT / "playbooks" / playbook).read_text())[index]
-        assert play["serial"] == "{{ rollout_serial | default(%r) }}" % cli.DEFAULT_SERIAL, playbook
-        assert play["max_fail_percentage"] == "{{ rollout_max_fail_percentage | default(0) }}", playbook
-    assert "_rollout_default_serial: [1, \"25%\"]" in (ROOT / "playbooks" / "preflight.yml").read_text()
+        assert play["vars_files"] == ["vars/fleet.yml"], playbook
+        assert play["serial"] == "{{ rollout_serial | default(fleet_default_serial) }}", playbook
+        assert play["max_fail_percentage"] == \
+            "{{ rollout_max_fail_percentage | default(fleet_default_max_fail_percentage) }}", playbook
+    preflight = yaml.safe_load((ROOT / "playbooks" / "preflight.yml").read_text())[0]
+    assert preflight["vars_files"] == ["vars/fleet.yml"]
+    assert "default(fleet_default_serial)" in (ROOT / "playbooks" / "preflight.yml").read_text()
 
 
 def test_a_vault_encrypted_inventory_needs_a_password(tmp_path, monkeypatch):
