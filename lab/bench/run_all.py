@@ -225,8 +225,9 @@ def section_models(runs: int) -> str:
 
 def section_pip(runs: int) -> str:
     _, out = run([PYTHON, "lab/bench/pip_vs_uv.py", "--runs", str(runs)])
-    return ("## pip against uv\n\n`lab/bench/pip_vs_uv.py`: the Chatchat requirement set (the role's pins and "
-            f"constraints, the release's requirements.txt) into fresh venvs from the mirror; {runs} runs, "
+    return ("## pip against uv\n\n`lab/bench/pip_vs_uv.py`: the Chatchat requirement set (the lab's pins and "
+            "constraints, the release's requirements.txt) into fresh venvs from the mirror, uv with "
+            f"`--compile-bytecode` as the role runs it; {runs} runs, "
             "alternating order. Details: [bench-pip-vs-uv.md](bench-pip-vs-uv.md).\n\n```\n" + out.strip() + "\n```\n")
 
 

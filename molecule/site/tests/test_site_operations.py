@@ -1,6 +1,7 @@
-"""Fleet operations on the converged site, through the chatfleet tool (ansible-runner): status, check,
-bad input, a release rollout whose canary fails its health gate (then goes on, then is rolled back),
-and uninstall then reinstall of one node.
+"""Fleet operations on the converged site, through the chatfleet tool (ansible-runner): status, bad
+input, a release rollout whose canary fails its health gate, the same rollout going on while the other
+node reboots, the rollout that finishes it, a rollback, check mode after all that, and uninstall then
+reinstall of one node.
 
 Runs after test_site.py (file order), on the same three nodes. The nodes share the host's network, so
 the test reaches each node's services on 127.0.0.1 directly.
@@ -12,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -31,8 +33,8 @@ def gpu_nodes_in_rollout_order() -> list[str]:
 
 
 class ToolRun:
-    def __init__(self, proc: subprocess.CompletedProcess, artifacts: Path):
-        self.rc, self.output = proc.returncode, proc.stdout + proc.stderr
+    def __init__(self, rc: int, output: str, artifacts: Path):
+        self.rc, self.output = rc, output
         runs = sorted(p for p in artifacts.iterdir() if (p / "report.json").exists()) if artifacts.exists() else []
         self.report = json.loads((runs[-1] / "report.json").read_text()) if runs else None
 
@@ -40,13 +42,16 @@ class ToolRun:
         return f"ToolRun(rc={self.rc})\n{self.output[-6000:]}"
 
 
-def chatfleet(tmp_path: Path, command: str, *argv: str) -> ToolRun:
+def tool_argv(tmp_path: Path, command: str, *argv: str) -> list[str]:
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    artifacts = tmp_path / "artifacts"
-    proc = subprocess.run([sys.executable, "-m", "chatfleet", command, "-i", str(inventory),
-                           "--artifacts", str(artifacts), *argv],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
-    return ToolRun(proc, artifacts)
+    return [sys.executable, "-m", "chatfleet", command, "-i", str(inventory),
+            "--artifacts", str(tmp_path / "artifacts"), *argv]
+
+
+def chatfleet(tmp_path: Path, command: str, *argv: str) -> ToolRun:
+    proc = subprocess.run(tool_argv(tmp_path, command, *argv), cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800, check=False)
+    return ToolRun(proc.returncode, proc.stdout + proc.stderr, tmp_path / "artifacts")
 
 
 def chat_tokens(node: str) -> int:
@@ -87,15 +92,6 @@ def test_status_prints_one_table_and_saves_it_as_json(tmp_path):
     assert run.report["result"] == "successful" and run.report["hosts"]["site-l40-1"]["health_after"]["healthy"]
 
 
-@pytest.mark.check_mode
-def test_check_lists_no_drift_on_the_converged_fleet(tmp_path):
-    # Both GPU nodes in one batch: check mode changes nothing, so a canary would only cost time.
-    run = chatfleet(tmp_path, "check", "--serial", "100%", "--allow-all-at-once")
-    assert run.rc == 0, run
-    assert "drift: none" in run.output
-    assert {h: r["changed"] for h, r in run.report["hosts"].items()} == {h: 0 for h in (*NODES, MILVUS_NODE)}
-
-
 @pytest.mark.parametrize(("argv", "message"), [
     (("rollout", "--limit", ""), "--limit is empty"),
     (("rollout", "--limit", "h100"), "'h100' is no group or host"),
@@ -120,20 +116,26 @@ def current_release(node: str) -> str:
     return docker_exec(node, "readlink", "/opt/chatchat/current").stdout.strip()
 
 
+@pytest.fixture(scope="module")
+def releases_before() -> dict[str, str]:
+    """Each GPU node's release before the release rollout tests (first asked by the first of them)."""
+    return {node: current_release(node) for node in NODES}
+
+
+NEW_RELEASE = ("-e", "chatchat_version=0.2.8.1")
+
+
 @pytest.mark.fault
-def test_a_release_rollout_stops_at_a_failing_canary_then_goes_on_and_rolls_back(tmp_path):
+def test_a_release_rollout_stops_at_a_failing_canary(tmp_path, releases_before):
     """A new release (chatchat_version 0.2.8.1) rolled out while the canary's workers are wedged: the
-    rollout stops after the canary, the other node is untouched and serves; once the canary is well,
-    the same rollout reaches every node; then a rollback returns every node to the previous release."""
+    rollout stops after the canary, and the other node is untouched and serves."""
     canary, other = gpu_nodes_in_rollout_order()
-    before = {node: current_release(node) for node in NODES}
     # Wedged model workers on the canary: their processes are alive (systemd sees them active) but
     # answer nothing, as a worker on a hung GPU does.
     docker_exec(canary, "systemctl", "kill", "-s", "SIGSTOP", "chatchat-worker-*.service")
     other_pids = main_pids(other)
-    new_release = ("-e", "chatchat_version=0.2.8.1")
     try:
-        run = chatfleet(tmp_path, "rollout", *new_release,
+        run = chatfleet(tmp_path, "rollout", *NEW_RELEASE,
                         "-e", "chatchat_services_health_timeout=20", "-e", "chatchat_health_completion_timeout=15")
         assert run.rc == 1, run
         report = run.report
@@ -145,26 +147,92 @@ def test_a_release_rollout_stops_at_a_failing_canary_then_goes_on_and_rolls_back
         assert f"**failed: {canary}**" in (Path(report["artifacts"]) / "report.md").read_text()
         assert "/releases/v0.2.8.1-" in current_release(canary)
         # The node after the canary was never touched: same release, same processes, still answering.
-        assert current_release(other) == before[other] and main_pids(other) == other_pids
+        assert current_release(other) == releases_before[other] and main_pids(other) == other_pids
         assert chat_tokens(other) > 0
         assert docker_exec(MILVUS_NODE, "systemctl", "is-active", "milvus").stdout.strip() == "active"
     finally:
         docker_exec(canary, "systemctl", "kill", "-s", "SIGCONT", "chatchat-worker-*.service", check=False)
 
-    run = chatfleet(tmp_path, "rollout", *new_release)
-    assert run.rc == 0, run
+
+def node_contents(node: str) -> dict[str, str]:
+    """What a failed run must not lose on a GPU node: the release it serves, the env's packages and
+    every model file's digest."""
+    return {"current": current_release(node),
+            "env": docker_exec(node, "/opt/chatchat/envs/0.2.8/bin/python", "-m", "pip", "freeze", "--all").stdout,
+            "models": docker_exec(node, "bash", "-c", "cd /opt/chatchat/models && find . -type f -not -path '*/.git/*' "
+                                  "-print0 | sort -z | xargs -0 sha256sum").stdout}
+
+
+def wait_for_chat(node: str, seconds: int = 300) -> int:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return chat_tokens(node)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+@pytest.mark.fault
+def test_a_node_rebooting_mid_rollout_fails_the_run_loses_nothing_and_the_next_rollout_finishes(tmp_path):
+    """The canary is well again and the rollout goes on to the other node, which goes down (its
+    container stops, 1 s to shut down) as soon as the new release starts to change it and boots again
+    once the run has ended: the run fails on that node, which comes back at boot serving the release it
+    had, with its env and models as they were; the next rollout puts the new release on it."""
+    canary, other = gpu_nodes_in_rollout_order()
+    before = node_contents(other)
+    # The rollout goes on where it stopped: the other node only (all the GPU nodes of this run at once).
+    argv = tool_argv(tmp_path, "rollout", *NEW_RELEASE, "--limit", other, "--allow-all-at-once")
+    went_down_at = None
+    try:
+        with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as tool:
+            lines = []
+            for line in tool.stdout:  # the tool's live lines: "  <host> <outcome> <task> ..."
+                lines.append(line)
+                if went_down_at is None and line.split()[:2] == [other, "changed"]:
+                    went_down_at = line.strip()
+                    subprocess.run(["docker", "stop", "--time", "1", other], check=True, capture_output=True)
+            tool.wait(timeout=60)
+    finally:
+        subprocess.run(["docker", "start", other], check=True, capture_output=True)
+    run = ToolRun(tool.returncode, "".join(lines), tmp_path / "artifacts")
+    assert went_down_at, run  # the node went down while the rollout was changing it
+    assert run.rc == 1 and run.report["failed_hosts"] == [other], run
+    assert "/releases/v0.2.8.1-" in current_release(canary)
+
+    docker_exec(other, "systemctl", "is-system-running", "--wait", check=False)
+    assert wait_for_chat(other) > 0  # back at boot through chatchat.target
+    assert node_contents(other) == before
+    assert docker_exec(MILVUS_NODE, "systemctl", "is-active", "milvus").stdout.strip() == "active"
+
+    recovered = chatfleet(tmp_path, "rollout", *NEW_RELEASE)
+    assert recovered.rc == 0, recovered
     for node in NODES:
         assert "/releases/v0.2.8.1-" in current_release(node)
-        assert run.report["hosts"][node]["health_after"]["healthy"], run.report["hosts"][node]
-    assert main_pids(other)["chatchat-api.service"] != other_pids["chatchat-api.service"]  # the API reads the release
+        assert recovered.report["hosts"][node]["health_after"]["healthy"], recovered.report["hosts"][node]
+    assert "chatchat : Point current at the release" in recovered.report["hosts"][other]["changed_tasks"]
 
+
+def test_a_rollback_returns_every_node_to_the_previous_release(tmp_path, releases_before):
     back = chatfleet(tmp_path, "rollout", "--rollback")
     assert back.rc == 0, back
-    assert {node: current_release(node) for node in NODES} == before
+    assert {node: current_release(node) for node in NODES} == releases_before
     for node in NODES:
         assert "chatchat : Point current at the previous release" in back.report["hosts"][node]["changed_tasks"]
         assert back.report["hosts"][node]["health_after"]["healthy"]
         assert chat_tokens(node) > 0
+
+
+@pytest.mark.check_mode
+def test_check_lists_no_drift_on_the_converged_fleet(tmp_path):
+    # After the rollouts above (a failed canary, a node rebooted mid-rollout, the rollback): check
+    # mode finds nothing a run would change.
+    # Both GPU nodes in one batch: check mode changes nothing, so a canary would only cost time.
+    run = chatfleet(tmp_path, "check", "--serial", "100%", "--allow-all-at-once")
+    assert run.rc == 0, run
+    assert "drift: none" in run.output
+    assert {h: r["changed"] for h, r in run.report["hosts"].items()} == {h: 0 for h in (*NODES, MILVUS_NODE)}
 
 
 def test_uninstall_keeps_data_models_and_env_and_a_site_run_brings_the_node_back(tmp_path):
