@@ -154,6 +154,7 @@ def section_scale(runs: int, counts: list[int]) -> str:
     rows = ["| GPU nodes | no-op `site.yml`, default batches (canary 1, then 25%) | the same in one batch | "
             f"the same through `chatfleet site` | ratio to {counts[0]} node(s) |", "| ---: | ---: | ---: | ---: | ---: |"]
     first = None
+    medians: dict[int, dict[str, float]] = {}
     try:
         for count in counts:
             measures = {"batched": lambda c=count: plain(c, [])}
@@ -166,7 +167,7 @@ def section_scale(runs: int, counts: list[int]) -> str:
                 names = list(measures) if i % 2 == 0 else list(measures)[::-1]
                 for name in names:
                     times[name].append(measures[name]())
-            median = {name: statistics.median(values) for name, values in times.items()}
+            median = medians[count] = {name: statistics.median(values) for name, values in times.items()}
             first = first or median["batched"]
             cells = [f"{median[name]:.1f} s" if name in median else "" for name in ("batched", "single", "tool")]
             rows.append(f"| {count} | " + " | ".join(cells) + f" | {median['batched'] / first:.2f} |")
@@ -175,11 +176,22 @@ def section_scale(runs: int, counts: list[int]) -> str:
             subprocess.run(["docker", "rm", "-f", "-v", *order[2:]], capture_output=True, check=False)
     grown = (f" The extra nodes were built in one batch ({build / 60:.1f} min) and removed afterwards."
              if build else "")
+    reading = []
+    if largest > counts[0]:
+        step = (medians[largest]["batched"] - medians[counts[0]]["batched"]) / (largest - counts[0])
+        reading.append(f"- Default batches: about {step:.0f} s more per GPU node ({counts[0]} to {largest} nodes).")
+    if "single" in medians[largest]:
+        reading.append(f"- {largest} nodes in one batch: {medians[largest]['single'] / medians[largest]['batched']:.2f}x "
+                       "the default batches (forks run the hosts of a batch side by side, the batches run one "
+                       "after another).")
+    if 2 in medians and "tool" in medians[2]:
+        reading.append(f"- `chatfleet site` (ansible-runner): {medians[2]['tool'] / medians[2]['batched']:.2f}x "
+                       "plain `ansible-playbook` on the same 2 nodes.")
     return ("## Fleet scaling and the tool's overhead\n\nA no-op `site.yml` (every run must report changed=0) "
             f"over the first N GPU nodes of a lab of {max(largest, 2)} (`.lab/bench-scale/`: the lab's two nodes, "
             "then alternately L40 and A100 nodes on ports of their own; Milvus and the model cache stay on "
             f"lab-l40-1), forks 10, {runs} run(s) each, alternating order; the median.{grown}\n\n"
-            + "\n".join(rows) + "\n")
+            + "\n".join(rows) + "\n" + ("\n" + "\n".join(reading) + "\n" if reading else ""))
 
 
 def section_settings(runs: int) -> str:
@@ -210,7 +222,7 @@ def section_settings(runs: int) -> str:
         rows.append(f"| {name} ({'1 node' if limit == one_node else '2 nodes, one batch'}) | {b:.1f} s | {c:.1f} s | {c / b:.2f} |")
     return ("## Ansible settings\n\nA no-op `site.yml` on the lab with the project's `ansible.cfg` (pipelining on, "
             "forks 10, no fact cache), against the same run with one setting changed, alternating, "
-            f"{runs} runs each.\n\n" + "\n".join(rows) + "\n")
+            f"{runs} run(s) each.\n\n" + "\n".join(rows) + "\n")
 
 
 def section_models(runs: int) -> str:
