@@ -227,8 +227,8 @@ def test_a_rollback_returns_every_node_to_the_previous_release(tmp_path, release
 @pytest.mark.check_mode
 def test_check_lists_no_drift_on_the_converged_fleet(tmp_path):
     # After the rollouts above (a failed canary, a node rebooted mid-rollout, the rollback): check
-    # mode finds nothing a run would change.
-    # Both GPU nodes in one batch: check mode changes nothing, so a canary would only cost time.
+    # mode finds nothing a run would change. Both GPU nodes in one batch: check mode changes nothing,
+    # so a canary would only cost time.
     run = chatfleet(tmp_path, "check", "--serial", "100%", "--allow-all-at-once")
     assert run.rc == 0, run
     assert "drift: none" in run.output
