@@ -241,6 +241,8 @@ def test_uninstall_keeps_data_models_and_env_and_a_site_run_brings_the_node_back
     assert run.rc == 0, run
     assert docker_exec(node, "systemctl", "list-units", "--all", "--plain", "--no-legend", "chatchat*").stdout.strip() == ""
     assert docker_exec(node, "bash", "-c", "ls /etc/systemd/system/chatchat* 2>/dev/null", check=False).stdout == ""
+    for removed in ("/usr/local/libexec/chatfleet", "/etc/chatfleet/chatchat-services.json"):  # helpers, record
+        assert docker_exec(node, "test", "-e", removed, check=False).returncode != 0, removed
     for kept in ("/opt/chatchat/current/startup.py", "/opt/chatchat/envs/0.2.8/bin/python",
                  "/opt/chatchat/models/tiny-gpt2/config.json", "/var/lib/chatchat"):
         assert docker_exec(node, "test", "-e", kept, check=False).returncode == 0, kept
