@@ -6,8 +6,10 @@ Every scenario's nodes share the host's network, so two scenarios may run at the
 when they listen on different ports. The Makefile puts the scenarios that serve the lab's
 Chatchat ports (chatchat_services, the whole site) in one lane and the role scenarios, whose
 ports are their own, in the other. Each output line carries its scenario's name; a summary of
-every scenario's result and wall time ends the run. A failed scenario stops its lane (later
-scenarios of that lane are not run); the other lanes go on, so one run shows every failure.
+every scenario's result and wall time ends the run, followed by the failure lines of each failed
+scenario (pytest's `FAILED`/`ERROR` summary lines, molecule's `CRITICAL` ones), so the tail of a
+long CI log names what failed. A failed scenario stops its lane (later scenarios of that lane are
+not run); the other lanes go on, so one run shows every failure.
 Exit status: 0 when every scenario passed, 1 otherwise.
 
 Usage: molecule_lanes.py --lane "roles/chatchat_services molecule/site" --lane "roles/git_lfs ..."
@@ -25,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _print_lock = threading.Lock()
+# Lines that say why a scenario failed: pytest's short test summary, molecule's fatal errors.
+FAILURE_PREFIXES = ("FAILED ", "ERROR ", "CRITICAL ")
+FAILURE_LINES_KEPT = 20
 
 
 def say(line: str) -> None:
@@ -43,7 +48,7 @@ def scenario_command(scenario: str) -> tuple[list[str], Path]:
                      f"nor molecule/<scenario>")
 
 
-def run_lane(scenarios: list[str], results: dict[str, tuple[str, float]]) -> None:
+def run_lane(scenarios: list[str], results: dict[str, tuple[str, float]], failures: dict[str, list[str]]) -> None:
     for scenario in scenarios:
         argv, cwd = scenario_command(scenario)
         label = scenario.split("/", 1)[1]
@@ -52,13 +57,17 @@ def run_lane(scenarios: list[str], results: dict[str, tuple[str, float]]) -> Non
         with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               bufsize=1, errors="replace") as proc:
             assert proc.stdout is not None
+            failed_lines = []
             for line in proc.stdout:
+                if line.startswith(FAILURE_PREFIXES) and len(failed_lines) < FAILURE_LINES_KEPT:
+                    failed_lines.append(line.rstrip()[:300])
                 say(f"[{label}] {line}")
         elapsed = time.monotonic() - started
         outcome = "passed" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
         results[scenario] = (outcome, elapsed)
         say(f"[{label}] === {outcome} in {elapsed / 60:.0f} min {elapsed % 60:02.0f} s\n")
         if proc.returncode != 0:
+            failures[scenario] = failed_lines
             for rest in scenarios[scenarios.index(scenario) + 1:]:
                 results[rest] = ("not run (an earlier scenario of its lane failed)", 0.0)
             return
@@ -74,8 +83,9 @@ def main() -> int:
         for scenario in lane:
             scenario_command(scenario)  # fail on a typo before anything starts
     results: dict[str, tuple[str, float]] = {}
+    failures: dict[str, list[str]] = {}
     started = time.monotonic()
-    threads = [threading.Thread(target=run_lane, args=(lane, results)) for lane in lanes if lane]
+    threads = [threading.Thread(target=run_lane, args=(lane, results, failures)) for lane in lanes if lane]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -87,6 +97,8 @@ def main() -> int:
             outcome, elapsed = results.get(scenario, ("not run", 0.0))
             say(f"  lane {number}  {scenario:32} {outcome:10} {elapsed / 60:5.1f} min\n")
     say(f"  all lanes: {total / 60:.1f} min wall\n")
+    for scenario, lines in failures.items():
+        say(f"\n{scenario} failed:\n" + "".join(f"  {line}\n" for line in lines or ["(no failure line found)"]))
     return 0 if all(outcome == "passed" for outcome, _ in results.values()) else 1
 
 
