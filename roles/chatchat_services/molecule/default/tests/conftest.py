@@ -72,3 +72,16 @@ def wait_models_listed(host, timeout: float = 240) -> float:
             return time.monotonic() - started
         time.sleep(2)
     raise AssertionError(f"{MODEL} not listed by openai_api within {timeout} s")
+
+
+def wait_units_active(host, timeout: float = 180) -> None:
+    """Wait until every unit is active: after a boot they start side by side, and one that needs
+    the controller may still be in its pre-start wait (or a restart) when the models are listed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {unit: show(host, unit, "ActiveState", "SubState", "NRestarts") for unit in UNITS}
+        if all(state["ActiveState"] == "active" for state in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not every unit active within {timeout} s: {states}")
+        time.sleep(2)

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NODE, PORTS, RELEASE, UNITS, WORKERS, chat, http, main_pids, show, wait_models_listed
+from conftest import (NODE, PORTS, RELEASE, UNITS, WORKERS, chat, http, main_pids, show, wait_models_listed,
+                      wait_units_active)
 from testlib import ROOT, docker_exec, run_playbook
 
 CONVERGE = ROOT / "roles" / "chatchat_services" / "molecule" / "default" / "converge.yml"
@@ -174,7 +175,7 @@ def test_a_node_that_reboots_mid_run_comes_back_serving_and_the_next_run_changes
     assert interrupted.returncode != 0, output[-3000:]
     docker_exec(NODE, "systemctl", "is-system-running", "--wait", check=False)
     wait_models_listed(host)
-    assert all(host.service(unit).is_running for unit in UNITS)
+    wait_units_active(host)
     assert unit_digests(host) == digests and host.file(RELEASE).linked_to == release
     assert chat(host)["usage"]["completion_tokens"] > 0
     run = run_playbook(CONVERGE)
