@@ -7,8 +7,9 @@ when they listen on different ports. The Makefile puts the scenarios that serve 
 Chatchat ports (chatchat_services, the whole site) in one lane and the role scenarios, whose
 ports are their own, in the other. Each output line carries its scenario's name; a summary of
 every scenario's result and wall time ends the run, followed by the failure lines of each failed
-scenario (pytest's `FAILED`/`ERROR` summary lines, molecule's `CRITICAL` ones), so the tail of a
-long CI log names what failed. A failed scenario stops its lane (later scenarios of that lane are
+scenario (Ansible's failed tasks with their task names, pytest's `FAILED`/`ERROR` summary lines,
+molecule's `CRITICAL` ones; not the `FAILED - RETRYING` lines of a wait that went on to pass), so the
+tail of a long CI log names what failed. A failed scenario stops its lane (later scenarios of that lane are
 not run); the other lanes go on, so one run shows every failure.
 Exit status: 0 when every scenario passed, 1 otherwise.
 
@@ -19,6 +20,7 @@ Usage: molecule_lanes.py --lane "roles/chatchat_services molecule/site" --lane "
 from __future__ import annotations
 
 import argparse
+import collections
 import subprocess
 import sys
 import threading
@@ -27,9 +29,42 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _print_lock = threading.Lock()
-# Lines that say why a scenario failed: pytest's short test summary, molecule's fatal errors.
+# Lines that say why a scenario failed: Ansible's failed tasks (each shown after its TASK line),
+# pytest's short test summary, molecule's fatal errors.
+ANSIBLE_FAILURE_PREFIXES = ("fatal: [", "failed: [")
 FAILURE_PREFIXES = ("FAILED ", "ERROR ", "CRITICAL ")
 FAILURE_LINES_KEPT = 20
+FAILURE_LINE_CHARS = 500
+
+
+class FailureLines:
+    """The last FAILURE_LINES_KEPT lines of one scenario's output that say why it failed (the
+    decisive ones come last: the task that stopped the run, molecule's and pytest's verdicts)."""
+
+    def __init__(self) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=FAILURE_LINES_KEPT)
+        self._task = ""
+        self._kept_of_task = 0  # lines kept for the current task (dropped again if it was ignored)
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip()[:FAILURE_LINE_CHARS]
+        if line.startswith("TASK ["):
+            self._task, self._kept_of_task = line.rstrip(" *"), 0
+        elif line.startswith("...ignoring"):  # the task's failures were ignore_errors
+            for _ in range(min(self._kept_of_task, len(self.lines))):
+                self.lines.pop()
+            self._kept_of_task = 0
+        elif line.startswith(ANSIBLE_FAILURE_PREFIXES):
+            if self._kept_of_task == 0:
+                self._keep(self._task)
+            self._keep(line)
+        elif line.startswith(FAILURE_PREFIXES) and not line.startswith("FAILED - RETRYING"):
+            self.lines.append(line)
+
+    def _keep(self, line: str) -> None:
+        if line:
+            self.lines.append(line)
+            self._kept_of_task += 1
 
 
 def say(line: str) -> None:
@@ -57,17 +92,16 @@ def run_lane(scenarios: list[str], results: dict[str, tuple[str, float]], failur
         with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               bufsize=1, errors="replace") as proc:
             assert proc.stdout is not None
-            failed_lines = []
+            failed_lines = FailureLines()
             for line in proc.stdout:
-                if line.startswith(FAILURE_PREFIXES) and len(failed_lines) < FAILURE_LINES_KEPT:
-                    failed_lines.append(line.rstrip()[:300])
+                failed_lines.feed(line)
                 say(f"[{label}] {line}")
         elapsed = time.monotonic() - started
         outcome = "passed" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
         results[scenario] = (outcome, elapsed)
         say(f"[{label}] === {outcome} in {elapsed / 60:.0f} min {elapsed % 60:02.0f} s\n")
         if proc.returncode != 0:
-            failures[scenario] = failed_lines
+            failures[scenario] = list(failed_lines.lines)
             for rest in scenarios[scenarios.index(scenario) + 1:]:
                 results[rest] = ("not run (an earlier scenario of its lane failed)", 0.0)
             return

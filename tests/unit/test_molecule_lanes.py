@@ -17,6 +17,17 @@ SCENARIOS = {
                       "print('FAILED tests/test_x.py::test_b - AssertionError: rc 0'); "
                       "print('ERROR    Verifier tests failed'); raise SystemExit(1)"),
     "roles/after_failing": "print('should not run')",
+    "roles/ansible_failing": "print(" + repr("\n".join([
+        "TASK [milvus : Wait for Milvus to report healthy] ****",
+        "FAILED - RETRYING: [node-1]: Wait for Milvus to report healthy (99 retries left).",
+        "ok: [node-1]",
+        "TASK [chatchat : Probe an optional file] ****",
+        'fatal: [node-1]: FAILED! => {"msg": "probe failed"}',
+        "...ignoring",
+        "TASK [chatchat_services : Enable and start chatchat-api] ****",
+        'fatal: [node-1]: FAILED! => {"msg": "chatchat-api did not start"}',
+        "CRITICAL Ansible return code was 2",
+    ])) + "); raise SystemExit(2)",
 }
 
 
@@ -48,3 +59,14 @@ def test_a_failed_scenario_stops_its_lane_and_the_summary_names_the_failed_test(
     assert summary.rstrip().endswith("ERROR    Verifier tests failed")
     assert "roles/failing failed:\n  FAILED tests/test_x.py::test_b - AssertionError: rc 0\n" in summary
     assert "test_a PASSED" not in summary
+
+
+def test_the_summary_shows_the_failed_task_not_passed_retries_or_ignored_failures(monkeypatch, capsys):
+    status, out = run(monkeypatch, capsys, "roles/ansible_failing")
+    assert status == 1
+    summary = out[out.index("roles/ansible_failing failed:"):]
+    assert summary.splitlines()[1:] == [
+        "  TASK [chatchat_services : Enable and start chatchat-api]",
+        '  fatal: [node-1]: FAILED! => {"msg": "chatchat-api did not start"}',
+        "  CRITICAL Ansible return code was 2",
+    ]
