@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from testlib import ROOT, docker_exec, run_playbook
+from testlib import ROOT, docker_exec, run_playbook, run_role
 
 OPENAI_PORT = {"site-l40-1": 20000, "site-a100-1": 21000}
 NODES = list(OPENAI_PORT)  # the GPU nodes
@@ -90,6 +90,28 @@ def test_status_prints_one_table_and_saves_it_as_json(tmp_path):
     assert all(column in header for column in ("host", "driver/cuda", "release", "fschat", "models", "services", "health"))
     assert re.search(r"site-a100-1\s*\|\s*8x a100\s*\|", run.output)
     assert run.report["result"] == "successful" and run.report["hosts"]["site-l40-1"]["health_after"]["healthy"]
+
+
+@pytest.mark.fault
+def test_the_health_gate_probes_again_before_failing_a_node():
+    """A unit that is down at the gate's first probe and back before its retries run out passes the
+    gate; one that stays down fails it after the retries, naming the unit."""
+    node = NODES[0]
+    gate = {"chatchat_health_retries": 6, "chatchat_health_retry_delay": 5}
+    docker_exec(node, "systemctl", "stop", "chatchat-webui.service")
+    try:
+        # Back in 8 s, while the gate is between its probes.
+        docker_exec(node, "systemd-run", "--on-active=8", "systemctl", "start", "chatchat-webui.service")
+        run = run_role("chatchat_health", hosts=node, extra_vars=gate)
+        assert run.rc == 0 and "FAILED - RETRYING" in run.flat, run
+        docker_exec(node, "systemctl", "stop", "chatchat-webui.service")
+        run = run_role("chatchat_health", hosts=node, extra_vars={**gate, "chatchat_health_retries": 1,
+                                                                    "chatchat_health_retry_delay": 1})
+        assert run.rc != 0 and "failed its health gate" in run.flat and "unit chatchat-webui is inactive" in run.flat, run
+    finally:
+        docker_exec(node, "systemctl", "start", "chatchat-webui.service", check=False)
+    run = run_role("chatchat_health", hosts=node, extra_vars=gate)
+    assert run.rc == 0, run
 
 
 @pytest.mark.parametrize(("argv", "message"), [
