@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Health probe of a Chatchat node (chatfleet chatchat_health role).
 
-  chatchat-health MANIFEST [--completion-timeout SECONDS] [--max-tokens N]
+  chatchat-health MANIFEST [--completion-timeout SECONDS] [--max-tokens N] [--retries N --retry-delay SECONDS]
 
 Reads the record of the node's services that the chatchat_services role writes (MANIFEST: the
 units, their health URLs, the served models, the openai_api URL) and prints one JSON object: each unit's systemd state and whether its health
 URL answers, the models the openai_api server lists, one chat completion per served model (tokens
-and seconds), `healthy` (all of that is right) and `problems` (one sentence each otherwise).
+and seconds), `healthy` (all of that is right), `problems` (one sentence each otherwise) and
+`probes`. An unhealthy node is probed again up to --retries times, --retry-delay seconds apart (a
+gate: one slow answer from a loaded node is not a failure); the last probe is printed, and each
+unhealthy one is told on stderr.
 Read-only: it changes nothing on the node. Python 3.6+, stdlib only; runs as root (systemctl show).
 """
 import argparse
@@ -92,13 +95,23 @@ def main(argv=None):
     parser.add_argument("manifest")
     parser.add_argument("--completion-timeout", type=float, default=120.0)
     parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--retries", type=int, default=0)
+    parser.add_argument("--retry-delay", type=float, default=10.0)
     args = parser.parse_args(argv)
     if not os.path.exists(args.manifest):
         result = {"installed": False, "units": {}, "models_listed": [], "completions": {}, "healthy": False,
-                  "problems": ["no Chatchat services are installed (%s is missing)" % args.manifest]}
+                  "problems": ["no Chatchat services are installed (%s is missing)" % args.manifest], "probes": 0}
     else:
         with open(args.manifest) as handle:
-            result = probe(json.load(handle), args.completion_timeout, args.max_tokens)
+            manifest = json.load(handle)
+        for probes in range(1, args.retries + 2):
+            result = probe(manifest, args.completion_timeout, args.max_tokens)
+            result["probes"] = probes
+            if result["healthy"] or probes > args.retries:
+                break
+            sys.stderr.write("probe %d: not healthy (%s); probing again in %g s\n"
+                             % (probes, "; ".join(result["problems"]), args.retry_delay))
+            time.sleep(args.retry_delay)
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
     return 0
