@@ -54,7 +54,7 @@ models_plan:
     elements: dict
 """
 
-KINDS = ("llm", "embedding")
+KINDS = ("llm", "embedding", "tokenizer")
 # A model name becomes a directory under MODEL_ROOT_PATH and a key of Chatchat's MODEL_PATH.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")

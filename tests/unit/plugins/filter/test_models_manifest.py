@@ -34,7 +34,7 @@ def test_a_good_manifest_has_no_errors():
     ({"revision": ""}, 'revision "" must be the full 40-hex commit'),
     ({"revision": "v0.2.8"}, 'revision "v0.2.8" must be the full 40-hex commit'),
     ({"revision": SHA.upper()}, "must be the full 40-hex commit"),
-    ({"kind": "chat"}, 'kind "chat" must be one of llm, embedding'),
+    ({"kind": "chat"}, 'kind "chat" must be one of llm, embedding, tokenizer'),
     ({"size": "0"}, 'size "0" must be a positive size'),
     ({"size": "lots"}, 'size "lots" must be a positive size'),
     ({"size": True}, "size true must be a positive size"),

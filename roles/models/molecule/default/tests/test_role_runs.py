@@ -226,7 +226,7 @@ def test_bad_source_fails_naming_the_model_and_leaves_the_active_revision(lab, c
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"revision": "main"}, 'revision "main" must be the full 40-hex commit'),
-    ({"kind": "chat"}, 'kind "chat" must be one of llm, embedding'),
+    ({"kind": "chat"}, 'kind "chat" must be one of llm, embedding, tokenizer'),
     ({"size": "huge"}, 'size "huge" must be a positive size'),
     ({"name": "../escape"}, 'name "../escape" must match'),
     ({"name": "tiny-bert-embed"}, 'models_manifest entry "tiny-bert-embed" appears twice'),
