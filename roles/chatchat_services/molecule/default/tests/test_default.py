@@ -138,3 +138,13 @@ def test_no_secret_is_in_a_unit_file(host):
     for unit in UNITS:
         text = host.file(f"/etc/systemd/system/{unit}.service").content_string
         assert "lab-milvus" not in text and "password" not in text.lower()
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_keeps_its_local_calls_off_any_proxy(host, unit):
+    # A proxy that systemd's manager environment hands every unit must not carry the calls to the
+    # controller, between the services or to Milvus (the lab inventory's chatchat_milvus host).
+    environment = dict(item.split("=", 1) for item in show(host, unit, "Environment")["Environment"].split())
+    for name in ("no_proxy", "NO_PROXY"):
+        entries = environment[name].split(",")
+        assert {"localhost", "127.0.0.1", "::1", "services-a100"} <= set(entries), (name, entries)
