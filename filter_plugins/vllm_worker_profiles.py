@@ -1,11 +1,13 @@
 """Derive the vLLM model worker profiles of a GPU host (for the FastChat/Chatchat services).
 
-One filter, vllm_worker_profiles: from the GPUs gpu_preflight detected, the model's size and the
+Two filters. vllm_worker_profiles: from the GPUs gpu_preflight detected, the model's size and the
 GPU group's tuning (the POC values in group_vars), it returns one dict per model worker with the
-GPUs the worker gets, its tensor parallel size, a max_model_len whose KV cache fits, its port and
-every tuning key, so that unit command lines and server_config.py are written from the same
-values. Explicit inventory values win over what is derived, and the result is checked as vLLM
-0.2.x will check it at start (plus what no one checks until the GPU runs out of memory).
+GPUs the worker gets, its tensor parallel size, a max_model_len whose KV cache fits, its
+max_gpu_memory, its port and every tuning key, so that unit command lines and server_config.py are
+written from the same values. Explicit inventory values win over what is derived, and the result is
+checked as vLLM 0.2.x will check it at start (plus what no one checks until the GPU runs out of
+memory). vllm_busy_gpus: the workers' GPUs on which other processes hold more memory than the worker
+can do without (vLLM would fail at load).
 
 ansible-doc reads one documentation block per plugin file, so DOCUMENTATION, EXAMPLES and RETURN
 are YAML mappings keyed by filter name (as in nvidia_smi.py).
@@ -24,14 +26,18 @@ vllm_worker_profiles:
   name: vllm_worker_profiles
   short_description: vLLM model worker profiles (GPUs, tensor parallelism, max_model_len, port) of a GPU host
   description:
-    - Splits the host's GPUs into model workers (workers, default one worker over every GPU), and for
+    - "Splits the host's GPUs into model workers (workers, default one worker over every GPU), and for
       each worker derives C(gpus), C(cuda_visible_devices), C(num_gpus) and C(tensor_parallel_size)
       (both the number of GPUs the worker gets), C(gpu_memory_utilization) (the profile's, else 0.9),
-      C(max_model_len) and C(port) (base_port + the worker's position, unless the worker sets one).
+      C(max_model_len), C(port) (base_port + the worker's position, unless the worker sets one) and
+      C(max_gpu_memory) (FastChat's per-GPU limit, read by its plain model_worker: the memory of the
+      worker's smallest GPU in whole GiB, C(memory_mib // 1024), for example C(80GiB) on an A100 80GB,
+      C(40GiB) on an A100 40GB, C(44GiB) on an L40)."
     - "Precedence, lowest first: the group profile (every key is copied), the derived values, then
       overrides['all'], then overrides[<worker name>]. The profile's own num_gpus,
       tensor_parallel_size, max_model_len and port are replaced by derived values: the POC's
-      num_gpus 1 is only true on a one-GPU worker. Pin them with overrides."
+      num_gpus 1 is only true on a one-GPU worker. Pin them with overrides. max_gpu_memory is derived
+      below the profile: a value in the profile or in overrides wins (null leaves FastChat's own default)."
     - "Memory model, per GPU of a worker (vLLM 0.2.x): usable = memory_mib * gpu_memory_utilization;
       weights = params_b * 1e9 * dtype_bytes / tensor_parallel_size; the KV cache gets
       usable - weights - reserve_mib. The weights not fitting is an over-commit error. With the model's
@@ -46,7 +52,9 @@ vllm_worker_profiles:
       num_attention_heads or num_key_value_heads not divisible as vLLM requires;
       gpu_memory_utilization outside (0, 1]; weights over-committing a GPU; a max_model_len longer
       than the model's or than its KV cache; a derived max_model_len under min_model_len; a port
-      out of range, used by two workers or listed in taken_ports; overrides for an unknown worker."
+      out of range, used by two workers or listed in taken_ports; overrides for an unknown worker;
+      a max_gpu_memory that is not a whole number of GiB, MiB, GB or MB (as FastChat passes it to
+      accelerate), or that is more than the memory of the worker's smallest GPU."
     - The inventory variable names in the messages are the module constants in VARIABLES.
   positional: _input, model, profile, workers, overrides
   options:
@@ -102,6 +110,41 @@ vllm_worker_profiles:
         - Null means one worker over every GPU.
       type: int
       default: null
+vllm_busy_gpus:
+  name: vllm_busy_gpus
+  short_description: The workers' GPUs whose memory other processes hold (vLLM would fail at load)
+  description:
+    - "For each vLLM worker (infer_turbo C(vllm)) and each of its GPUs: the memory other processes
+      hold is the GPU's memory in use (memory_used_mib, every process, including those nvidia-smi
+      cannot list, such as another container's) less what the host's own worker processes (own_pids)
+      use. What is left must be at least the worker's share, gpu_memory_utilization x memory_mib, the
+      share vllm_worker_profiles planned the weights and the KV cache in: vLLM 0.2 gives its KV cache
+      that share less everything the GPU holds after loading, other processes' memory included, so it
+      fails at load (no KV cache, or one too small for max_model_len). A plain model_worker
+      (infer_turbo false) has no such share and is not checked."
+    - "Returns one message per such GPU, naming the worker, the GPU index, the memory in use, the other
+      processes (name, pid, MiB) and what to change: stop them, or lower gpu_memory_utilization in
+      chatchat_vllm_overrides.<worker> (at most the share that is free). An empty list when every GPU
+      has room. The caller adds the host's name."
+    - "Fails (AnsibleFilterError) when a worker's GPU has no memory_used_mib and no processes (the GPU
+      list was not read with nvidia_smi_gpus(usage=...): run gpu_preflight first) or is not in the list."
+  positional: _input, workers, own_pids
+  options:
+    _input:
+      description: The host's GPUs, C(gpu_preflight_gpus), with memory_mib, memory_used_mib and processes.
+      type: list
+      elements: dict
+      required: true
+    workers:
+      description: The workers, C(chatchat_model_workers) (filter vllm_worker_profiles), each with name, gpus and gpu_memory_utilization.
+      type: list
+      elements: dict
+      required: true
+    own_pids:
+      description: PIDs of the GPU processes that are this project's own workers (run by the Chatchat service account).
+      type: list
+      elements: int
+      default: []
 """
 
 EXAMPLES = r"""
@@ -115,8 +158,9 @@ vllm_worker_profiles: |
     # with chatglm3-6b-32k (params_b 6.24, max_model_len 32768) on the l40x1 recording:
     # [{"name": "chatglm3-6b-32k", "model": "chatglm3-6b-32k", "gpus": [0], "cuda_visible_devices": "0",
     #   "num_gpus": 1, "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "max_model_len": 32768,
-    #   "port": 20002, "infer_turbo": "vllm", "limit_worker_concurrency": 100, "max_gpu_memory": "80GiB",
+    #   "port": 20002, "infer_turbo": "vllm", "limit_worker_concurrency": 100, "max_gpu_memory": "44GiB",
     #   "sizing": {...}}]
+    # (max_gpu_memory derived from the L40's 46068 MiB; on an A100 80GB it is "80GiB")
 
   # Two workers of two GPUs each on a four-GPU host, the second with a shorter context:
   # chatchat_vllm_workers:
@@ -125,6 +169,16 @@ vllm_worker_profiles: |
   # chatchat_vllm_overrides:
   #   all: {limit_worker_concurrency: 200}
   #   right: {max_model_len: 8192}
+vllm_busy_gpus: |
+  - name: Check that no other process holds the workers' GPUs
+    ansible.builtin.assert:
+      that: _busy | length == 0
+      fail_msg: "host {{ inventory_hostname }}: {{ _busy | join('; ') }}"
+    vars:
+      _busy: "{{ gpu_preflight_gpus | vllm_busy_gpus(chatchat_model_workers, own_pids=[]) }}"
+    # on the a100x1 recording (python3, pid 2471, holds 77852 MiB) with gpu_memory_utilization 0.95:
+    # ["worker chatglm3-6b-32k: GPU 0 (NVIDIA A100-SXM4-80GB) has 77860 MiB of 81920 MiB in use, 77860 MiB of it
+    #   held by processes that are not this project's workers: python3 (pid 2471, 77852 MiB); ..."]
 """
 
 RETURN = r"""
@@ -145,6 +199,9 @@ vllm_worker_profiles:
       gpu_memory_utilization: {description: Fraction of each GPU's memory vLLM may use., type: float}
       max_model_len: {description: Longest sequence (prompt + answer) the worker accepts., type: int}
       port: {description: The worker's port., type: int}
+      max_gpu_memory:
+        description: "FastChat's per-GPU memory limit (plain model_worker), derived as the smallest GPU's whole GiB, for example C(80GiB)."
+        type: str
       sizing:
         description: How the memory was shared, per GPU (MiB), for messages and tests; not a worker argument.
         type: dict
@@ -154,6 +211,11 @@ vllm_worker_profiles:
           weights_mib: {description: Model weights per GPU., type: int}
           kv_cache_mib: {description: What is left for the KV cache per GPU., type: int}
           kv_cache_tokens: {description: Tokens the KV cache holds (null without kv_bytes_per_token)., type: int}
+vllm_busy_gpus:
+  _value:
+    description: One message per worker GPU that other processes leave too little memory on; empty when none.
+    type: list
+    elements: str
 """
 
 # Inventory variables named in error messages (the chatchat services role's names for the inputs).
@@ -176,6 +238,12 @@ MODEL_FIELDS = {"name", "params_b", "dtype_bytes", "max_model_len", "kv_bytes_pe
                 "num_attention_heads", "num_key_value_heads"}
 WORKER_FIELDS = {"name", "gpus", "port"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# FastChat's --max-gpu-memory goes to accelerate's max_memory: a whole number and one of these units.
+SIZE_RE = re.compile(r"^([0-9]+)(GiB|MiB|KiB|GB|MB|KB)$")
+# Memory in use that no listed process accounts for is named in a message from this much on (the
+# driver's own use is a few MiB).
+UNLISTED_MIB = 1024
+SIZE_BYTES = {"GiB": 2 ** 30, "MiB": 2 ** 20, "KiB": 2 ** 10, "GB": 10 ** 9, "MB": 10 ** 6, "KB": 10 ** 3}
 
 
 def _show(value: Any) -> str:
@@ -386,6 +454,23 @@ def _sizing(profile: dict[str, Any], model: dict[str, Any], by_index: dict[int, 
     return sizing
 
 
+def _check_max_gpu_memory(values: dict[str, Any], gpu_memory_mib: int, where: str, source: str) -> None:
+    """An explicit max_gpu_memory must be readable by accelerate and fit on the worker's smallest GPU."""
+    limit = values.get("max_gpu_memory")
+    if limit is None:
+        return
+    derived = f"{gpu_memory_mib // 1024}GiB"
+    size = SIZE_RE.match(limit) if isinstance(limit, str) else None
+    if size is None:
+        raise _fail(f"{where}: max_gpu_memory {_show(limit)} must be a whole number followed by GiB, MiB, GB or MB "
+                    f"(as FastChat passes it to accelerate), for example {_show(derived)}: fix {source}, or remove it "
+                    "there to derive it from the GPU memory")
+    limit_mib = int(size.group(1)) * SIZE_BYTES[size.group(2)] / MIB
+    if limit_mib > gpu_memory_mib:
+        raise _fail(f"{where}: max_gpu_memory {_show(limit)} is more than the {gpu_memory_mib} MiB of its smallest GPU: "
+                    f"set at most {_show(derived)} in {source}, or remove it there to derive it from the GPU memory")
+
+
 def vllm_worker_profiles(gpus: list[dict[str, Any]], model: dict[str, Any], profile: dict[str, Any],
                          workers: list[dict[str, Any]] | None = None,
                          overrides: dict[str, dict[str, Any]] | None = None,
@@ -421,8 +506,11 @@ def vllm_worker_profiles(gpus: list[dict[str, Any]], model: dict[str, Any], prof
             "gpu_memory_utilization": profile.get("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION),
             "port": worker.get("port", base_port + number),
         }
+        # Below the profile: an explicit max_gpu_memory (profile or overrides) wins over the GPU's own.
+        smallest_mib = min(by_index[index]["memory_mib"] for index in worker["gpus"])
+        fallback = {"max_gpu_memory": f"{smallest_mib // 1024}GiB"}
         # The profile's num_gpus, tensor_parallel_size, max_model_len and port give way to derived values.
-        values = {**profile, **derived, **pinned,
+        values = {**fallback, **profile, **derived, **pinned,
                   "name": name, "model": model["name"], "gpus": worker["gpus"],
                   "cuda_visible_devices": ",".join(str(index) for index in worker["gpus"])}
         # Name the variable that set each checked value.
@@ -432,6 +520,8 @@ def vllm_worker_profiles(gpus: list[dict[str, Any]], model: dict[str, Any], prof
         len_source = _source(overrides, name, "max_model_len", VARIABLES["model"])
         _parallelism(values, model, where, tp_source)
         sizing = _sizing(values, model, by_index, reserve_mib, where, util_source)
+        _check_max_gpu_memory(values, sizing["gpu_memory_mib"], where,
+                              _source(overrides, name, "max_gpu_memory", VARIABLES["profile"]))
         fits = sizing["kv_cache_tokens"]
         if "max_model_len" in pinned:
             length = pinned["max_model_len"]
@@ -463,8 +553,78 @@ def vllm_worker_profiles(gpus: list[dict[str, Any]], model: dict[str, Any], prof
     return result
 
 
+def _busy_fail(message: str) -> AnsibleFilterError:
+    return AnsibleFilterError("vllm_busy_gpus: " + message)
+
+
+def _pid(value: Any) -> int:
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise _busy_fail(f"own_pids must be process ids, got {_show(value)}")
+
+
+def vllm_busy_gpus(gpus: list[dict[str, Any]], workers: list[dict[str, Any]],
+                   own_pids: list[int] | None = None) -> list[str]:
+    """One message per worker GPU on which other processes leave less than the worker's share of memory."""
+    variable = VARIABLES["gpus"]
+    if not isinstance(gpus, list) or not all(isinstance(g, dict) and _is_int(g.get("index")) for g in gpus):
+        raise _busy_fail(f"{variable} must be the GPU list from gpu_preflight, got {_show(gpus)}")
+    if not isinstance(workers, list) or not all(isinstance(w, dict) for w in workers):
+        raise _busy_fail(f"workers must be the list from vllm_worker_profiles, got {_show(workers)}")
+    own = {_pid(pid) for pid in own_pids or []}
+    by_index = {gpu["index"]: gpu for gpu in gpus}
+    problems = []
+    for worker in workers:
+        if worker.get("infer_turbo") != "vllm":
+            continue  # FastChat's plain model_worker has no gpu_memory_utilization share
+        name, utilization = worker.get("name"), worker.get("gpu_memory_utilization")
+        if not _is_number(utilization) or not 0 < utilization <= 1:
+            raise _busy_fail(f"worker {name}: gpu_memory_utilization {_show(utilization)} must be in (0, 1]")
+        for index in worker.get("gpus") or []:
+            gpu = by_index.get(index)
+            if gpu is None:
+                raise _busy_fail(f"worker {name}: GPU {_show(index)} is not in {variable} ({_show(sorted(by_index))})")
+            total = gpu.get("memory_mib")
+            if not _is_int(total) or total <= 0 or ("memory_used_mib" not in gpu and "processes" not in gpu):
+                raise _busy_fail(f"{variable} GPU {index} has no memory_mib, memory_used_mib or processes: run the "
+                                 "gpu_preflight role's preflight first (it reads them from the nvidia-smi table)")
+            processes = gpu.get("processes") or []
+            mine = [p for p in processes if p.get("pid") in own]
+            others = [p for p in processes if p.get("pid") not in own]
+            listed = sum(p.get("used_mib") or 0 for p in others)
+            used = gpu.get("memory_used_mib")
+            if used is None or any(p.get("used_mib") is None for p in mine):
+                held = listed  # what the table shows of the other processes
+            else:
+                held = max(0, used - sum(p["used_mib"] for p in mine))
+            share = utilization * total
+            left = total - held
+            if left >= share:
+                continue
+            holders = [f"{p.get('name')} (pid {p.get('pid')}, "
+                       + ("memory not shown" if p.get("used_mib") is None else f"{p['used_mib']} MiB") + ")"
+                       for p in others]
+            if held - listed > UNLISTED_MIB or not others:
+                holders.append(f"{held - listed} MiB held by no process nvidia-smi lists (processes of another "
+                               "container or VM, which it cannot show)")
+            in_use = (f"{used} MiB of {total} MiB in use" if used is not None
+                      else f"{total} MiB (nvidia-smi shows no total in use)")
+            most = math.floor(left / total * 100) / 100
+            change = (f"lower gpu_memory_utilization to at most {most} in {VARIABLES['overrides']}.{name} "
+                      f"(or {VARIABLES['overrides']}.all)"
+                      if most > 0 else f"give the worker other GPUs in {VARIABLES['workers']}")
+            problems.append(
+                f"worker {name}: GPU {index} ({gpu.get('name', 'GPU')}) has {in_use}, {held} MiB of it held by "
+                f"processes that are not this project's workers: {', '.join(holders)}; {left} MiB are left, less than "
+                f"the worker's share of {math.ceil(share)} MiB (gpu_memory_utilization {utilization} x {total} MiB) that its "
+                f"weights and KV cache were planned in, so vLLM would fail at load. Stop those processes, or {change}")
+    return problems
+
+
 class FilterModule:
-    """vLLM worker profile filter."""
+    """vLLM worker profile filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"vllm_worker_profiles": vllm_worker_profiles}
+        return {"vllm_worker_profiles": vllm_worker_profiles, "vllm_busy_gpus": vllm_busy_gpus}

@@ -82,7 +82,7 @@ def test_a_plain_worker_gets_the_device_and_not_the_vllm_keys() -> None:
     argv = argv_of(l40, PY, MODEL, CONTROLLER, "127.0.0.1", "127.0.0.1", "cpu")
     assert argv[2] == "fastchat.serve.model_worker"
     got = flags(argv)
-    assert got["--device"] == "cpu" and got["--conv-template"] == "raw" and got["--max-gpu-memory"] == "80GiB"
+    assert got["--device"] == "cpu" and got["--conv-template"] == "raw" and got["--max-gpu-memory"] == "44GiB"
     assert "--gpu-memory-utilization" not in got and "--tensor-parallel-size" not in got
 
 

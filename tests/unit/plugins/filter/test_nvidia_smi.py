@@ -230,3 +230,134 @@ def test_double_rejects_unrecorded_args(args: list[str]) -> None:
 def test_double_is_labelled() -> None:
     assert "TEST DOUBLE" in DOUBLE.read_text().splitlines()[2]
     assert DOUBLE.stat().st_mode & 0o111
+
+
+# --- nvidia_smi_usage: memory in use and processes from the plain table ---------------------------
+
+# Per recording: (index, memory_used_mib, memory_total_mib, processes) of each GPU.
+PYTHON3 = {"pid": 2471, "type": "C", "name": "python3", "used_mib": 77852}
+USAGE = {
+    "l40x1": [(0, 4, 46068, [])],
+    "a100x1": [(0, 77860, 81920, [PYTHON3])],
+    "a100x8": [(index, 4, 81920, []) for index in range(8)],
+    "old-driver": [(0, 0, 81251, [])],
+}
+
+
+def _usage(text: str | list[str]) -> list[tuple]:
+    return [(u["index"], u["memory_used_mib"], u["memory_total_mib"], u["processes"])
+            for u in FILTERS["nvidia_smi_usage"](text)]
+
+
+def test_every_recording_has_its_usage() -> None:
+    assert set(USAGE) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("profile", sorted(USAGE))
+def test_usage_of_recording(profile: str) -> None:
+    assert _usage(_read(profile, "nvidia-smi.txt")) == USAGE[profile]
+    assert _usage(_read(profile, "nvidia-smi.txt").splitlines()) == USAGE[profile]
+
+
+@pytest.mark.parametrize("profile", sorted(USAGE))
+def test_gpus_with_usage_carry_the_table_per_index(profile: str) -> None:
+    usage = FILTERS["nvidia_smi_usage"](_read(profile, "nvidia-smi.txt"))
+    gpus = FILTERS["nvidia_smi_gpus"](_read(profile, "query-gpu.csv"), usage=usage)
+    plain = FILTERS["nvidia_smi_gpus"](_read(profile, "query-gpu.csv"))
+    for gpu, without, (index, used, total, processes) in zip(gpus, plain, USAGE[profile], strict=True):
+        assert gpu == {**without, "memory_used_mib": used, "processes": processes}
+        assert gpu["index"] == index and gpu["memory_mib"] == total
+
+
+# The old-driver recording (79-column table) with processes in its table, as drivers before 530 print them.
+OLD_ROWS = (
+    "|    0   N/A  N/A      2471      C   python3                         77852MiB |\n"
+    "|    0   N/A  N/A      3310    C+G   ...da3/envs/chatchat/bin/python    1200MiB |\n"
+    "|    0   N/A  N/A      4020      G   /usr/lib/xorg/Xorg                    N/A |\n"
+)
+
+
+def test_usage_of_the_79_column_table_with_processes() -> None:
+    text = _read("old-driver", "nvidia-smi.txt")
+    no_processes = next(line for line in text.splitlines() if "No running processes found" in line)
+    (gpu,) = FILTERS["nvidia_smi_usage"](text.replace(no_processes + "\n", OLD_ROWS))
+    assert gpu["processes"] == [
+        PYTHON3,
+        {"pid": 3310, "type": "C+G", "name": "...da3/envs/chatchat/bin/python", "used_mib": 1200},
+        {"pid": 4020, "type": "G", "name": "/usr/lib/xorg/Xorg", "used_mib": None},
+    ]
+
+
+def test_usage_of_a_table_without_gi_and_ci_columns() -> None:
+    """Drivers before 450 print no GI and CI columns."""
+    text = (
+        "| NVIDIA-SMI 440.33.01    Driver Version: 440.33.01    CUDA Version: 10.2     |\n"
+        "|===============================+======================+======================|\n"
+        "|   0  Tesla V100-SXM2...  On   | 00000000:00:1E.0 Off |                    0 |\n"
+        "| N/A   34C    P0    41W / 300W |  30000MiB / 32510MiB |      0%      Default |\n"
+        "+-------------------------------+----------------------+----------------------+\n"
+        "+-----------------------------------------------------------------------------+\n"
+        "| Processes:                                                       GPU Memory |\n"
+        "|  GPU       PID   Type   Process name                             Usage      |\n"
+        "|=============================================================================|\n"
+        "|    0     12345      C   python                                     29990MiB |\n"
+        "+-----------------------------------------------------------------------------+\n"
+    )
+    assert _usage(text) == [(0, 30000, 32510, [{"pid": 12345, "type": "C", "name": "python", "used_mib": 29990}])]
+
+
+def test_usage_skips_the_mig_devices_table() -> None:
+    """With MIG on, the MIG devices table (MiB / MiB cells too) comes between the GPUs and the processes."""
+    text = _read("a100x1", "nvidia-smi.txt")
+    mig = (
+        "+---------------------------------------------------------------------------------------+\n"
+        "| MIG devices:                                                                          |\n"
+        "+------------------+--------------------------------+-----------+-----------------------+\n"
+        "| GPU  GI  CI  MIG |                   Memory-Usage |        Vol|      Shared           |\n"
+        "|==================+================================+===========+=======================|\n"
+        "|  0    1   0   0  |              13MiB / 40192MiB  | 42      0 |  3   0    2    0    0 |\n"
+        "|                  |               0MiB / 65535MiB  |           |                       |\n"
+        "+------------------+--------------------------------+-----------+-----------------------+\n"
+    )
+    gpus, processes = text.split("\n" + " " * 89 + "\n")  # the blank line before the processes box
+    text = gpus + "\n" + mig + " " * 89 + "\n" + processes.replace("|    0   N/A  N/A      2471", "|    0    1    0      2471")
+    assert text.index("MIG devices:") < text.index("Processes:")
+    assert _usage(text) == USAGE["a100x1"]
+
+
+@pytest.mark.parametrize(
+    "row, broken, message",
+    [
+        ("python3                                   77852MiB", "python3                                   lots of it",
+         "line 19 is not a process row"),
+        ("|    0   N/A  N/A      2471", "|    3   N/A  N/A      2471", "a process on GPU 3, which the table does not list"),
+    ],
+    ids=["unreadable-row", "unknown-gpu"],
+)
+def test_usage_refuses_a_process_row_it_cannot_read(row: str, broken: str, message: str) -> None:
+    text = _read("a100x1", "nvidia-smi.txt")
+    assert row in text
+    with pytest.raises(AnsibleFilterError, match=message):
+        FILTERS["nvidia_smi_usage"](text.replace(row, broken))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (_read("no-driver", "nvidia-smi.txt"), "could not communicate with the NVIDIA driver"),
+        ("No devices were found\n", "found no NVIDIA GPU"),
+        ("hello world\n", "not the nvidia-smi table"),
+        (None, "nvidia_smi_usage"),
+    ],
+)
+def test_usage_fails_clearly(text: object, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        FILTERS["nvidia_smi_usage"](text)
+
+
+def test_gpus_with_usage_of_other_gpus_fail() -> None:
+    usage = FILTERS["nvidia_smi_usage"](_read("l40x1", "nvidia-smi.txt"))
+    with pytest.raises(AnsibleFilterError, match=r"the query lists GPUs \[0, 1, 2, 3, 4, 5, 6, 7\] but the nvidia-smi table \[0\]"):
+        FILTERS["nvidia_smi_gpus"](_read("a100x8", "query-gpu.csv"), usage=usage)
+    with pytest.raises(AnsibleFilterError, match="usage must be the result of nvidia_smi_usage"):
+        FILTERS["nvidia_smi_gpus"](_read("l40x1", "query-gpu.csv"), usage="4MiB")

@@ -36,12 +36,19 @@ def _load(name: str) -> ModuleType:
 plugin = _load("vllm_worker_profiles")
 FILTERS = plugin.FilterModule().filters()
 profiles = FILTERS["vllm_worker_profiles"]
-nvidia_smi_gpus = _load("nvidia_smi").FilterModule().filters()["nvidia_smi_gpus"]
+busy_gpus = FILTERS["vllm_busy_gpus"]
+NVIDIA_SMI = _load("nvidia_smi").FilterModule().filters()
+nvidia_smi_gpus = NVIDIA_SMI["nvidia_smi_gpus"]
 
 
-def recorded_gpus(recording: str) -> list[dict[str, Any]]:
-    """gpu_preflight_gpus as the gpu_preflight role sets it on a host that answers like the recording."""
-    return nvidia_smi_gpus((RECORDINGS / recording / "query-gpu.csv").read_text(encoding="utf-8"))
+def recorded_gpus(recording: str, usage: bool = False) -> list[dict[str, Any]]:
+    """gpu_preflight_gpus as the gpu_preflight role sets it on a host that answers like the recording
+    (with usage: with the memory in use and the processes of its plain nvidia-smi table, as the role does)."""
+    query = (RECORDINGS / recording / "query-gpu.csv").read_text(encoding="utf-8")
+    if not usage:
+        return nvidia_smi_gpus(query)
+    table = (RECORDINGS / recording / "nvidia-smi.txt").read_text(encoding="utf-8")
+    return nvidia_smi_gpus(query, usage=NVIDIA_SMI["nvidia_smi_usage"](table))
 
 
 def group_profile(group: str) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def test_one_l40_serves_chatglm3_with_the_poc_values() -> None:
     assert worker == {
         "name": "chatglm3-6b-32k", "model": "chatglm3-6b-32k", "gpus": [0], "cuda_visible_devices": "0",
         "num_gpus": 1, "tensor_parallel_size": 1, "infer_turbo": "vllm", "gpu_memory_utilization": 0.90,
-        "limit_worker_concurrency": 100, "max_gpu_memory": "80GiB", "max_model_len": 32768, "port": 20002,
+        "limit_worker_concurrency": 100, "max_gpu_memory": "44GiB", "max_model_len": 32768, "port": 20002,
         "sizing": worker["sizing"],
     }
     # 46068 MiB x 0.90 = 41461.2 MiB; 6.24e9 x 2 bytes = 11901.9 MiB of weights (rounded up to 11902);
@@ -447,3 +454,172 @@ def test_explicit_workers_win_over_gpus_per_worker() -> None:
     workers = profiles(A100_80G_X8, CHATGLM3, group_profile("a100"), [{"name": "all-eight", "gpus": list(range(8))}],
                                    gpus_per_worker=1)
     assert [(w["name"], w["tensor_parallel_size"]) for w in workers] == [("all-eight", 8)]
+
+
+# --- max_gpu_memory: derived from the GPUs, explicit values win ----------------------------------
+
+@pytest.mark.parametrize("inventory", ["lab", "prod"])
+@pytest.mark.parametrize(("gpus", "group", "expected"), [
+    pytest.param(L40, "l40", "44GiB", id="1xL40-46068MiB"),
+    pytest.param(A100_80G, "a100", "80GiB", id="1xA100-80G"),
+    pytest.param(A100_40G, "a100", "40GiB", id="1xA100-40G"),
+])
+def test_max_gpu_memory_is_the_gpu_memory_in_whole_gib(inventory: str, gpus: list[dict[str, Any]], group: str,
+                                                       expected: str) -> None:
+    """The issue: the inventories' 80GiB was handed to a 40 GB A100 (and to a 46068 MiB L40)."""
+    text = (ROOT / "inventories" / inventory / "group_vars" / group / "chatchat.yml").read_text(encoding="utf-8")
+    (worker,) = profiles(gpus, CHATGLM3, yaml.safe_load(text)["chatchat_fschat_model_workers_default"])
+    assert worker["max_gpu_memory"] == expected
+
+
+def test_max_gpu_memory_of_a_worker_is_its_smallest_gpu() -> None:
+    mixed = [A100_80G_X8[0], dict(A100_80G_X8[1], memory_mib=40960)]
+    (worker,) = profiles(mixed, CHATGLM3, group_profile("a100"))
+    assert worker["max_gpu_memory"] == "40GiB"
+    left, right = profiles(mixed, CHATGLM3, group_profile("a100"), gpus_per_worker=1)
+    assert (left["max_gpu_memory"], right["max_gpu_memory"]) == ("80GiB", "40GiB")
+
+
+def test_an_explicit_max_gpu_memory_wins_profile_then_all_then_worker() -> None:
+    profile = {**group_profile("a100"), "max_gpu_memory": "70GiB"}
+    assert [w["max_gpu_memory"] for w in profiles(A100_80G_X8[:2], CHATGLM3, profile, gpus_per_worker=1)] == ["70GiB"] * 2
+    overrides = {"all": {"max_gpu_memory": "60GiB"}, "chatglm3-6b-32k-1": {"max_gpu_memory": "50000MiB"}}
+    workers = profiles(A100_80G_X8[:2], CHATGLM3, profile, overrides=overrides, gpus_per_worker=1)
+    assert [w["max_gpu_memory"] for w in workers] == ["60GiB", "50000MiB"]
+    # null: FastChat's own default (the fschat_worker filter leaves a null out of the command line).
+    (worker,) = profiles(A100_40G, CHATGLM3, {**group_profile("a100"), "max_gpu_memory": None})
+    assert worker["max_gpu_memory"] is None
+
+
+@pytest.mark.parametrize(("profile_value", "overrides", "source"), [
+    pytest.param("80GiB", None, "chatchat_fschat_model_workers_default", id="profile"),
+    pytest.param(None, {"all": {"max_gpu_memory": "41GiB"}}, "chatchat_vllm_overrides.all.max_gpu_memory", id="all"),
+    pytest.param(None, {"chatglm3-6b-32k": {"max_gpu_memory": "44GB"}},
+                 "chatchat_vllm_overrides.chatglm3-6b-32k.max_gpu_memory", id="worker"),
+])
+def test_a_max_gpu_memory_larger_than_the_gpu_fails(profile_value: Any, overrides: Any, source: str) -> None:
+    profile = dict(group_profile("a100"))
+    if profile_value is not None:
+        profile["max_gpu_memory"] = profile_value
+    message = failure(A100_40G, CHATGLM3, profile, None, overrides)
+    assert "worker chatglm3-6b-32k: max_gpu_memory" in message
+    assert "is more than the 40960 MiB of its smallest GPU" in message
+    assert f'set at most "40GiB" in {source}' in message
+
+
+@pytest.mark.parametrize("value", ["40G", "40 GiB", "39.5GiB", 40, "forty", ""])
+def test_a_max_gpu_memory_accelerate_cannot_read_fails(value: Any) -> None:
+    message = failure(A100_40G, CHATGLM3, {**group_profile("a100"), "max_gpu_memory": value})
+    assert "must be a whole number followed by GiB, MiB, GB or MB" in message
+    assert "fix chatchat_fschat_model_workers_default" in message
+
+
+@pytest.mark.parametrize("value", ["40GiB", "40960MiB", "42GB", "41943040KiB"])
+def test_a_max_gpu_memory_that_fits_is_kept(value: str) -> None:
+    (worker,) = profiles(A100_40G, CHATGLM3, {**group_profile("a100"), "max_gpu_memory": value})
+    assert worker["max_gpu_memory"] == value
+
+
+# --- vllm_busy_gpus: other processes holding the workers' GPUs ------------------------------------
+
+def workers_on(recording: str, group: str, **kwargs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    gpus = recorded_gpus(recording, usage=True)
+    return gpus, profiles(gpus, CHATGLM3, group_profile(group), **kwargs)
+
+
+def test_the_busy_a100_fails_naming_the_gpu_the_memory_and_the_process() -> None:
+    """The a100x1 recording: python3 (pid 2471) holds 77852 MiB; a 0.95 worker needs 77824 MiB free."""
+    gpus, workers = workers_on("a100x1", "a100")
+    (message,) = busy_gpus(gpus, workers)
+    assert message.startswith("worker chatglm3-6b-32k: GPU 0 (NVIDIA A100-SXM4-80GB) has 77860 MiB of 81920 MiB in use")
+    assert "python3 (pid 2471, 77852 MiB)" in message
+    assert "4060 MiB are left, less than the worker's share of 77824 MiB (gpu_memory_utilization 0.95 x 81920 MiB)" in message
+    assert "Stop those processes, or lower gpu_memory_utilization to at most 0.04 in " \
+           "chatchat_vllm_overrides.chatglm3-6b-32k (or chatchat_vllm_overrides.all)" in message
+    assert "no process nvidia-smi lists" not in message  # 8 MiB of driver use are not worth a word
+
+
+@pytest.mark.parametrize("own_pids", [[2471], ["2471"], [1, 2471]])
+def test_the_busy_a100_passes_when_the_process_is_our_own_worker(own_pids: list[Any]) -> None:
+    """A rerun on a serving node: the process is this project's worker (run by chatchat_user)."""
+    gpus, workers = workers_on("a100x1", "a100")
+    assert busy_gpus(gpus, workers, own_pids) == []
+
+
+@pytest.mark.parametrize(("recording", "group", "kwargs"), [
+    ("l40x1", "l40", {}),
+    ("a100x8", "a100", {}),
+    ("a100x8", "a100", {"gpus_per_worker": 1}),
+    ("old-driver", "a100", {}),
+])
+def test_idle_gpus_pass(recording: str, group: str, kwargs: dict[str, Any]) -> None:
+    gpus, workers = workers_on(recording, group, **kwargs)
+    assert busy_gpus(gpus, workers) == []
+
+
+def test_the_suggested_utilization_fits() -> None:
+    gpus = recorded_gpus("a100x1", usage=True)
+    worker = {"name": "small", "gpus": [0], "infer_turbo": "vllm"}
+    assert busy_gpus(gpus, [{**worker, "gpu_memory_utilization": 0.04}]) == []
+    assert len(busy_gpus(gpus, [{**worker, "gpu_memory_utilization": 0.05}])) == 1
+
+
+def test_memory_no_listed_process_holds_counts() -> None:
+    """Another container's processes are not in the table, but their memory is in use all the same."""
+    (gpu,) = recorded_gpus("a100x1", usage=True)
+    hidden = [{**gpu, "processes": []}]
+    (message,) = busy_gpus(hidden, [{"name": "w", "gpus": [0], "infer_turbo": "vllm", "gpu_memory_utilization": 0.95}])
+    assert "77860 MiB held by no process nvidia-smi lists" in message
+
+
+def test_only_the_memory_of_other_processes_counts_beside_our_own() -> None:
+    own = {"pid": 100, "type": "C", "name": "python", "used_mib": 70000}
+    other = {"pid": 200, "type": "C", "name": "jupyter", "used_mib": 9000}
+    gpu = dict(A100_80G_X8[0], memory_used_mib=79004, processes=[own, other])
+    worker = {"name": "w", "gpus": [0], "infer_turbo": "vllm", "gpu_memory_utilization": 0.95}
+    (message,) = busy_gpus([gpu], [worker], [100])
+    assert "9004 MiB of it held by processes that are not this project's workers: jupyter (pid 200, 9000 MiB)" in message
+    assert "python (pid 100" not in message
+    assert busy_gpus([gpu], [{**worker, "gpu_memory_utilization": 0.85}], [100]) == []
+
+
+def test_without_the_memory_in_use_the_listed_processes_count() -> None:
+    """A table whose Memory-Usage cell shows N/A: the other processes' own figures are what is known."""
+    (gpu,) = recorded_gpus("a100x1", usage=True)
+    worker = {"name": "w", "gpus": [0], "infer_turbo": "vllm", "gpu_memory_utilization": 0.95}
+    (message,) = busy_gpus([{**gpu, "memory_used_mib": None}], [worker])
+    assert "has 81920 MiB (nvidia-smi shows no total in use), 77852 MiB of it held by" in message
+    assert busy_gpus([{**gpu, "memory_used_mib": None}], [worker], [2471]) == []
+
+
+def test_only_the_gpus_of_the_workers_are_checked() -> None:
+    gpus = recorded_gpus("a100x8", usage=True)
+    gpus[5] = dict(gpus[5], memory_used_mib=80000, processes=[{"pid": 7, "type": "C", "name": "train.py", "used_mib": 79996}])
+    workers = profiles(gpus, CHATGLM3, group_profile("a100"), [{"name": "left", "gpus": [0, 1]}, {"name": "right", "gpus": [4, 5]}])
+    (message,) = busy_gpus(gpus, workers)
+    assert message.startswith("worker right: GPU 5 ") and "train.py (pid 7, 79996 MiB)" in message
+    assert busy_gpus(gpus, workers[:1]) == []
+
+
+def test_a_plain_model_worker_is_not_checked() -> None:
+    """FastChat's plain model_worker (the lab's CPU workers) has no gpu_memory_utilization share."""
+    gpus, workers = workers_on("a100x1", "a100", overrides={"all": {"infer_turbo": False}})
+    assert busy_gpus(gpus, workers) == []
+
+
+def test_gpus_without_usage_fail_asking_for_gpu_preflight() -> None:
+    with pytest.raises(AnsibleFilterError, match="vllm_busy_gpus: gpu_preflight_gpus GPU 0 has no .*run the gpu_preflight"):
+        busy_gpus(L40, profiles(L40, CHATGLM3, group_profile("l40")))
+
+
+@pytest.mark.parametrize(("gpus", "workers", "own_pids", "fragment"), [
+    (None, [], [], "gpu_preflight_gpus must be the GPU list"),
+    (L40, None, [], "workers must be the list from vllm_worker_profiles"),
+    (L40, [{"name": "w", "gpus": [1], "infer_turbo": "vllm", "gpu_memory_utilization": 0.9}], [], "worker w: GPU 1 is not in gpu_preflight_gpus"),
+    (L40, [{"name": "w", "gpus": [0], "infer_turbo": "vllm", "gpu_memory_utilization": 1.5}], [], "gpu_memory_utilization 1.5 must be in (0, 1]"),
+    (L40, [], ["pid"], "own_pids must be process ids"),
+])
+def test_busy_gpus_bad_inputs_fail(gpus: Any, workers: Any, own_pids: Any, fragment: str) -> None:
+    with pytest.raises(AnsibleFilterError) as raised:
+        busy_gpus(gpus, workers, own_pids)
+    assert fragment in str(raised.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 import yaml
@@ -53,10 +54,10 @@ def expected_ports(node: str) -> dict:
 # The reference POC's vLLM tuning per GPU type (FACTS.md), as the app must see it.
 POC_WORKER = {
     L40: {"infer_turbo": "vllm", "gpu_memory_utilization": 0.90, "limit_worker_concurrency": 100,
-          "num_gpus": 1, "tensor_parallel_size": 1, "max_gpu_memory": "80GiB"},
+          "num_gpus": 1, "tensor_parallel_size": 1},
     A100: {"infer_turbo": "vllm", "max_num_batched_tokens": None, "max_num_seqs": 512, "max_paddings": 256,
            "gpu_memory_utilization": 0.95, "limit_worker_concurrency": 300, "num_gpus": 1,
-           "tensor_parallel_size": 1, "worker_use_ray": False, "max_gpu_memory": "80GiB"},
+           "tensor_parallel_size": 1, "worker_use_ray": False},
 }
 
 DUMP = """
@@ -166,6 +167,8 @@ def test_servers_and_model_worker_per_gpu_type(configs, node):
     assert configs["LLM_DEVICE"] == lab_vars()["chatchat_llm_device"]
     assert (worker["host"], worker["port"], worker["device"]) == ("0.0.0.0", ports["model_worker"], configs["LLM_DEVICE"])
     assert {k: v for k, v in worker.items() if k not in ("host", "port", "device")} == POC_WORKER[node]
+    # max_gpu_memory is each GPU's whole GiB as gpu_preflight found it (l40x1: 46068 MiB, a100x8: 81920 MiB).
+    assert configs["FSCHAT_MODEL_WORKERS"]["tiny-gpt2"]["max_gpu_memory"] == {L40: "44GiB", A100: "80GiB"}[node]
 
 
 def test_startup_double_sees_one_gpu_per_worker(host):
@@ -176,21 +179,73 @@ def test_startup_double_sees_one_gpu_per_worker(host):
     assert (worker["num_gpus"], worker["tensor_parallel_size"]) == (1, 1)
 
 
+# Formats every rendered prompt template with the env's real langchain, the way v0.2.8 reads each
+# type (server/chat/*.py, server/agent/*), with the variables it passes; prints, per template, the
+# variables the template declares and the text the model would receive.
+FORMAT_PROMPTS = r"""
+import json
+from langchain.prompts import PromptTemplate
+from langchain.prompts.chat import ChatMessagePromptTemplate, SystemMessagePromptTemplate
+from configs.prompt_config import PROMPT_TEMPLATES
+
+GIVEN = {name: "<%s-value>" % name
+         for name in ("input", "history", "context", "question", "tools", "tool_names", "agent_scratchpad")}
+
+
+def picked(names):
+    return {name: GIVEN[name] for name in names}
+
+
+def read(kind, name, text):
+    if kind == "agent_chat" and name == "ChatGLM3":
+        # ChatGLM3Agent.create_prompt: str.format with placeholders kept, then a system message template.
+        first = text.format(tool_names=GIVEN["tool_names"], tools=GIVEN["tools"], history="{history}",
+                            input="{input}", agent_scratchpad="{agent_scratchpad}")
+        prompt = SystemMessagePromptTemplate.from_template(first)
+        return prompt.prompt.input_variables, prompt.format(**picked(prompt.prompt.input_variables)).content
+    if kind == "agent_chat":
+        # CustomPromptTemplate.format: str.format with every agent variable.
+        return ["agent"], text.format(**picked(("input", "history", "tools", "tool_names", "agent_scratchpad")))
+    if kind == "completion" or (kind, name) == ("llm_chat", "with_history"):
+        # completion.py and chat.py's memory branch: PromptTemplate.from_template (Python braces).
+        prompt = PromptTemplate.from_template(text)
+    else:
+        # History(...).to_msg_template(False): a jinja2 chat message template.
+        prompt = ChatMessagePromptTemplate.from_template(text, "jinja2", role="user").prompt
+    # LLMChain passes the template's own input variables out of what the endpoint gives it.
+    unknown = sorted(set(prompt.input_variables) - set(GIVEN))
+    if unknown:
+        return prompt.input_variables, None
+    return prompt.input_variables, prompt.format(**picked(prompt.input_variables))
+
+
+out = {}
+for kind, templates in PROMPT_TEMPLATES.items():
+    for name, text in templates.items():
+        variables, rendered = read(kind, name, text)
+        out["%s/%s" % (kind, name)] = {"variables": sorted(variables), "text": rendered}
+print(json.dumps(out))
+"""
+
+# The variable that carries the user's text in each prompt type (v0.2.8's endpoints): it must reach the model.
+USER_TEXT = {"llm_chat": "input", "completion": "input", "agent_chat": "input",
+             "knowledge_base_chat": "question", "search_engine_chat": "question"}
+# Templates that answer without retrieved text (nothing matched in the knowledge base).
+WITHOUT_CONTEXT = {"knowledge_base_chat/empty", "knowledge_base_chat/Empty"}
+
+
 def test_prompt_templates_format_as_the_app_formats_them(host):
-    script = (
-        "import configs; t = configs.PROMPT_TEMPLATES; "
-        "assert '{{ context }}' in t['knowledge_base_chat']['default'] and '{{ question }}' in t['knowledge_base_chat']['default']; "
-        "assert t['llm_chat']['default'] == '{{ input }}'; "
-        "t['llm_chat']['with_history'].format(history='h', input='i'); "
-        "t['agent_chat']['default'].format(tools='x', tool_names='x', history='h', input='i', agent_scratchpad=''); "
-        "s = t['agent_chat']['ChatGLM3'].format(tools='x', tool_names=['x'], history='{history}', input='{input}', "
-        "agent_scratchpad='{agent_scratchpad}'); "
-        "r = s.format(history='h', input='i', agent_scratchpad=''); "
-        "assert '{\\n  \"action\": \"Final Answer\"' in r, r; "
-        "assert set(t) >= {'llm_chat', 'knowledge_base_chat', 'search_engine_chat', 'agent_chat', 'completion'}"
-    )
-    cmd = host.run(f"cd {CURRENT} && {PYTHON} -c {json.dumps(script)}")
+    cmd = host.run(f"cd {CURRENT} && {PYTHON} -c {shlex.quote(FORMAT_PROMPTS)}")
     assert cmd.rc == 0, cmd.stderr
+    formatted = json.loads(cmd.stdout)
+    assert {key.split("/")[0] for key in formatted} == set(USER_TEXT)
+    for key, result in formatted.items():
+        kind = key.split("/")[0]
+        assert result["text"] is not None, f"{key} declares variables the app never passes: {result['variables']}"
+        assert f"<{USER_TEXT[kind]}-value>" in result["text"], f"{key} drops the user's text: {result['text']!r}"
+        if kind in ("knowledge_base_chat", "search_engine_chat") and key not in WITHOUT_CONTEXT:
+            assert "<context-value>" in result["text"], f"{key} drops the retrieved text: {result['text']!r}"
+        assert "{" not in result["text"].replace("{\n  \"action\"", ""), f"{key} leaves a brace field: {result['text']!r}"
 
 
 @pytest.mark.security

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, ENV, FIXTURE, L40, NODES, PYTHON, release_dir
-from testlib import docker_exec, run_playbook
+from testlib import ROOT, docker_exec, run_playbook
 
 CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 GIT_REPO = "/srv/git/Langchain-Chatchat.git"
+FIXTURES = ROOT / "molecule" / "fixtures"
 
 
 def run_chatchat(*options: str, hosts: str = "all", extra_vars: dict | None = None, tasks_from: str | None = None):
@@ -166,6 +167,33 @@ def test_eight_gpus_pass_on_the_a100_node(converged):
                           extra_vars={"chatchat_fschat_model_workers_default": worker})
     assert result.rc == 0, result
     assert '+        "tensor_parallel_size": 8,' in result.output
+    assert snapshot(A100) == converged[A100]
+
+
+@pytest.mark.bad_input
+def test_a_gpu_held_by_another_process_fails_preflight_naming_it(converged):
+    # The A100 node replays a recording of one A100 80GB with 77852 MiB held by python3 (pid 2471,
+    # no process of this node): vLLM, told to take 0.95 of the card, would fail at load.
+    profile = "/usr/share/nvidia-smi-double"
+    sh(A100, f"cp -a {profile} /root/nvidia-smi-double.saved")
+    try:
+        for name in ("nvidia-smi.txt", "query-gpu.csv"):
+            subprocess.run(["docker", "cp", str(FIXTURES / "gpu" / "recordings" / "a100x1" / name), f"{A100}:{profile}/{name}"],
+                           check=True)
+        play = [{"name": "Preflight", "hosts": A100, "gather_facts": False, "tasks": [
+            {"name": "Read the GPUs", "ansible.builtin.include_role": {"name": "gpu_preflight", "tasks_from": "preflight.yml"}},
+            {"name": "Check Chatchat", "ansible.builtin.include_role": {"name": "chatchat", "tasks_from": "preflight.yml"}}]}]
+        with tempfile.TemporaryDirectory(prefix="molecule-play-") as tmp:
+            playbook = Path(tmp) / "play.yml"
+            playbook.write_text(json.dumps(play))
+            result = run_playbook(playbook, extra_vars={"chatchat_vllm_workers": []})
+    finally:
+        sh(A100, f"rm -rf {profile} && mv /root/nvidia-smi-double.saved {profile}")
+    assert result.rc != 0, result
+    failure = message(result)
+    for text in (f"Host {A100}", "GPU 0", "77852 MiB", "python3 (pid 2471", "gpu_memory_utilization"):
+        assert text in failure, (text, result)
+    assert result.recap[A100]["changed"] == 0, result.recap
     assert snapshot(A100) == converged[A100]
 
 
