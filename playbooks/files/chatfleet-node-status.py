@@ -4,9 +4,13 @@
   chatfleet-node-status --chatchat-root DIR --env-path DIR --models-root DIR --services-record FILE
 
 Prints one JSON object: the GPU facts gpu_preflight recorded (/etc/ansible/facts.d/gpu.fact), the
-active Chatchat release (<root>/current), fschat's version in the env and the state of the
-vllm_worker.py empty-stop-string patch, each model's revision (the models role's links), and the
-state of every unit in the services record plus milvus.service where it exists.
+active Chatchat release (<root>/current), fschat's version in the env, each model's revision (the
+models role's links), and the state of every unit in the services record plus milvus.service where
+it exists.
+
+It does not judge fschat's vllm_worker.py patch: the text alone cannot tell (0.2.35 and 0.2.36 hold
+the same `stop=list(stop),` as the affected releases but fixed the cause elsewhere). status.yml
+takes that verdict from the fschat_patch role (tasks_from inspect.yml), as a rollout applies it.
 """
 import argparse
 import glob
@@ -14,9 +18,6 @@ import json
 import os
 import subprocess
 import sys
-
-PATCHED = 'stop=[i for i in stop if i != ""]'
-UNPATCHED = "stop=list(stop)"
 
 
 def gpu_facts(path="/etc/ansible/facts.d/gpu.fact"):
@@ -35,20 +36,7 @@ def fschat(env_path):
     found = sorted(glob.glob(os.path.join(env_path, "lib", "python*", "site-packages", "fschat-*.dist-info")))
     if not found:
         return {"version": None, "patch": "fschat not installed"}
-    version = os.path.basename(found[-1])[len("fschat-"):-len(".dist-info")]
-    worker = os.path.join(os.path.dirname(found[-1]), "fastchat", "serve", "vllm_worker.py")
-    try:
-        with open(worker) as handle:
-            text = handle.read()
-    except OSError:
-        return {"version": version, "patch": "vllm_worker.py missing"}
-    if PATCHED in text:
-        state = "patched"
-    elif UNPATCHED in text:
-        state = "NOT patched (empty stop strings reach vLLM)"
-    else:
-        state = "not needed (fixed upstream)"
-    return {"version": version, "patch": state}
+    return {"version": os.path.basename(found[-1])[len("fschat-"):-len(".dist-info")]}
 
 
 def models(root):

@@ -14,6 +14,13 @@ def changed(run: PlaybookRun) -> int:
     return run.recap[NODE]["changed"]
 
 
+def failure(run: PlaybookRun) -> str:
+    """The output from the first failed task on (its message and the recap), on one line."""
+    _, failed, rest = run.flat.partition("FAILED! =>")
+    assert failed, run
+    return rest
+
+
 def reinstall_fschat(host) -> None:
     host.check_output(f"{ENV}/bin/pip install -q --force-reinstall --no-deps --index-url {PYPI_INDEX_URL} fschat==0.2.33")
 
@@ -68,52 +75,61 @@ def test_reinstall_restores_the_bug_and_the_role_patches_it_again(host, patched)
     assert changed(again) == 0, again
 
 
-def test_version_not_affected_is_reported_and_left_unchanged(host, patched):
-    # The installed 0.2.33 stands in for a version without the bug (e.g. 0.2.35, which has
-    # the same text but fixed the cause elsewhere): declare only 0.2.34 affected, fixed since 0.2.33.
+def test_a_version_fixed_upstream_is_reported_and_left_unchanged(host, patched):
+    # The installed 0.2.33 stands in for 0.2.35/0.2.36, which hold the same buggy line but fixed the
+    # cause elsewhere: from fschat_patch_fixed_since on, the version decides whatever the text says.
     reinstall_fschat(host)
     path = worker_path(host)
     before = host.file(path).sha256sum
-    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_affected_versions": ["0.2.34"],
-                                                             "fschat_patch_fixed_since": "0.2.33"})
+    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_fixed_since": "0.2.33"})
     assert run.rc == 0, run
     assert changed(run) == 0, run
-    assert f"fschat 0.2.33 in {ENV} is not affected" in run.flat, run
+    assert f"fschat 0.2.33 in {ENV} is not affected (fixed upstream since 0.2.33)" in run.flat, run
     assert host.file(path).sha256sum == before
     assert BUGGY in host.file(path).content_string
 
 
-@pytest.mark.parametrize("required", [True, False])
-def test_version_unknown_to_the_patch_fails_when_required(host, patched, required):
-    # 0.2.33 neither declared affected nor at/after fixed_since stands in for e.g. 0.2.32.
+def test_inspect_entry_point_changes_nothing(host, patched):
     reinstall_fschat(host)
     path = worker_path(host)
     before = host.file(path).sha256sum
-    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_affected_versions": ["0.2.34"],
-                                                             "fschat_patch_required": required})
-    assert f"fschat 0.2.33 in {ENV} on host {NODE} is unknown to the patch" in run.flat, run
+    run = run_role("fschat_patch", hosts=NODE, tasks_from="inspect.yml")
+    assert run.rc == 0, run
+    assert changed(run) == 0, run
+    assert host.file(path).sha256sum == before
+
+
+def append_comment_to_the_buggy_line(host, path: str) -> None:
+    """The buggy call in another form: the known text plus a trailing comment (not the whole line)."""
+    host.check_output(f"sed -i 's/^\\( *stop=list(stop),\\)$/\\1  # x/' {path}")
+    assert "            stop=list(stop),  # x\n" in host.file(path).content_string
+
+
+@pytest.mark.parametrize("required", [True, False])
+@pytest.mark.fault
+def test_the_buggy_call_in_another_form_stops_before_the_backup(host, patched, required):
+    # The check and the replacement match the same whole line: a line with a trailing comment is
+    # unknown to the patch, so nothing is written, not even the backup.
+    reinstall_fschat(host)
+    path = worker_path(host)
+    host.check_output(f"rm -f {path}.orig-0.2.33")
+    append_comment_to_the_buggy_line(host, path)
+    before = host.file(path).sha256sum
+    run = run_role("fschat_patch", hosts=NODE, extra_vars={"fschat_patch_required": required})
     if required:
         assert run.rc != 0, run
-        assert "fschat_patch_affected_versions" in run.flat and "fschat_patch_required" in run.flat, run
+        message = failure(run)
+        assert f"{path} of fschat 0.2.33 in {ENV} on host {NODE} is unknown to the patch" in message, run
+        assert "only in another form on line 103" in message, run
+        assert "Refusing to patch; nothing was changed" in message, run
+        assert "fschat==0.2.33" in message and "fschat_patch_required" in message, run
     else:
         assert run.rc == 0, run
+        assert "only in another form on line 103" in run.flat, run
+        assert "fschat_patch_required is false: left unchanged" in run.flat, run
     assert changed(run) == 0, run
     assert host.file(path).sha256sum == before
-
-
-@pytest.mark.fault
-def test_affected_file_with_neither_text_fails_loudly(host, patched):
-    path = worker_path(host)
-    host.check_output(f"sed -i 's/stop=\\[i for i in stop if i != \"\"\\],/stop=sorted(stop),/' {path}")
-    content = host.file(path).content_string
-    assert BUGGY not in content and FIXED not in content
-    before = host.file(path).sha256sum
-    run = run_role("fschat_patch", hosts=NODE)
-    assert run.rc != 0, run
-    assert "contains neither the buggy text" in run.flat, run
-    assert "refusing to patch" in run.flat, run
-    assert changed(run) == 0, run
-    assert host.file(path).sha256sum == before
+    assert not host.file(f"{path}.orig-0.2.33").exists
 
 
 @pytest.mark.parametrize("env_path", ["/opt/no-such-env", ""])
