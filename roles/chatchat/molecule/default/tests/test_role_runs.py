@@ -186,7 +186,8 @@ def test_a_gpu_held_by_another_process_fails_preflight_naming_it(converged):
         with tempfile.TemporaryDirectory(prefix="molecule-play-") as tmp:
             playbook = Path(tmp) / "play.yml"
             playbook.write_text(json.dumps(play))
-            result = run_playbook(playbook, extra_vars={"chatchat_vllm_workers": []})
+            # The GPU's own worker, as vLLM (the lab's overrides make its workers plain CPU workers).
+            result = run_playbook(playbook, extra_vars={"chatchat_vllm_workers": [], "chatchat_vllm_overrides": {}})
     finally:
         sh(A100, f"rm -rf {profile} && mv /root/nvidia-smi-double.saved {profile}")
     assert result.rc != 0, result
