@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,9 +101,17 @@ def test_the_health_gate_probes_again_before_failing_a_node():
     gate = {"chatchat_health_retries": 6, "chatchat_health_retry_delay": 5}
     docker_exec(node, "systemctl", "stop", "chatchat-webui.service")
     try:
-        # Back in 8 s, while the gate is between its probes.
-        docker_exec(node, "systemd-run", "--on-active=8", "systemctl", "start", "chatchat-webui.service")
-        run = run_role("chatchat_health", "-v", hosts=node, extra_vars=gate)  # -v: the probe's stderr
+        # Back once the gate's probe script sleeps between its probes (the kernel's wait channel of its
+        # process): triggered by the probe itself, not by a timer racing Ansible's start.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            gating = pool.submit(run_role, "chatchat_health", "-v", hosts=node, extra_vars=gate)  # -v: the probe's stderr
+            deadline = time.monotonic() + 300
+            while "nanosleep" not in docker_exec(node, "sh", "-c", "for pid in $(pgrep -f chatchat-health.py); do "
+                                                 "cat /proc/$pid/wchan; echo; done", check=False).stdout:
+                assert not gating.done() and time.monotonic() < deadline, "the gate never waited between probes"
+                time.sleep(0.5)
+            docker_exec(node, "systemctl", "start", "chatchat-webui.service")
+            run = gating.result()
         assert run.rc == 0 and "not healthy (unit chatchat-webui is inactive); probing again in 5 s" in run.flat, run
         docker_exec(node, "systemctl", "stop", "chatchat-webui.service")
         run = run_role("chatchat_health", hosts=node, extra_vars={**gate, "chatchat_health_retries": 1,
