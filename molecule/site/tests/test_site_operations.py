@@ -93,13 +93,13 @@ def test_status_prints_one_table_and_saves_it_as_json(tmp_path):
     assert run.report["result"] == "successful" and run.report["hosts"]["site-l40-1"]["health_after"]["healthy"]
 
 
-@pytest.mark.fault
 # The kernel wait channel of every process running the gate's probe script (the nodes have no procps).
 WAIT_CHANNELS_OF_THE_PROBE = (
     "for cmdline in /proc/[0-9]*/cmdline; do "
     "grep -q chatchat-health.py $cmdline 2>/dev/null && cat ${cmdline%/cmdline}/wchan 2>/dev/null && echo; done; true")
 
 
+@pytest.mark.fault
 def test_the_health_gate_probes_again_before_failing_a_node():
     """A unit that is down at the gate's first probe and back before its retries run out passes the
     gate; one that stays down fails it after the retries, naming the unit."""
