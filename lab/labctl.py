@@ -5,13 +5,14 @@ The lab is this project's stand-in for a customer intranet: systemd containers o
 host network play the GPU nodes, and the mirror (lab/mirror.py) on 127.0.0.1 plays Nexus.
 Only the standard library is used, so this runs before the project's venv exists.
 
-Usage: python3 lab/labctl.py {host|image|nodes-up|nodes-down|summary|down}
+Usage: python3 lab/labctl.py {host|image|nodes-up|nodes-down|summary|down|free-ports N}
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,13 +24,19 @@ STATE_DIR = ROOT / ".lab"
 BASE_IMAGE = os.environ.get("LAB_BASE_IMAGE", "chatfleet/debian-systemd:bookworm")
 LAB_INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
 DOCKERD_MARKER = STATE_DIR / "dockerd.pid"
+# The controller's key for the nodes' root (lab/tasks/create_node.yml authorises its .pub).
+SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
 
 # Debian packages the control machine needs for the lab and the tests.
 HOST_PACKAGES = ["docker.io", "debootstrap", "git", "git-lfs", "nginx-light", "apt-utils", "rsync",
                  # `docker-compose config`: the schema check of the milvus role's rendered compose file.
                  "docker-compose"]
-# Packages baked into the base image: what a freshly installed node has, plus systemd.
-IMAGE_PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-apt", "sudo", "dbus", "iproute2", "ca-certificates"]
+# Packages baked into the base image: what a freshly installed node has, plus systemd. A node is
+# reached over SSH as a fleet is (lab/tasks/create_node.yml gives each node's sshd a loopback port).
+IMAGE_PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-apt", "sudo", "dbus", "iproute2", "ca-certificates",
+                  "openssh-server"]
+# The image is rebuilt when this list changes (the list is the image's label).
+IMAGE_LABEL = "chatfleet.image-packages"
 
 
 def log(msg: str) -> None:
@@ -126,12 +133,32 @@ def debian_mirror() -> str:
     sys.exit("no Debian archive found in /etc/apt sources: debootstrap needs one")
 
 
-def image_exists() -> bool:
-    return subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode == 0
+def ensure_ssh_key() -> None:
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "chatfleet-lab", "-f", str(SSH_KEY)])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 now (held together, so the kernel gives distinct ones)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def image_is_current() -> bool:
+    probe = subprocess.run(["docker", "image", "inspect", "-f", f'{{{{index .Config.Labels "{IMAGE_LABEL}"}}}}',
+                            BASE_IMAGE], capture_output=True, text=True)
+    return probe.returncode == 0 and probe.stdout.strip() == " ".join(IMAGE_PACKAGES)
 
 
 def ensure_image() -> None:
-    if image_exists():
+    if image_is_current():
         return
     log(f"building {BASE_IMAGE} with debootstrap (cached after the first build)")
     started = time.monotonic()
@@ -141,8 +168,14 @@ def ensure_image() -> None:
         # A node as installed: no apt lists yet; the nexus_mirror role points apt at the mirror.
         shutil.rmtree(Path(rootfs, "var/lib/apt/lists"), ignore_errors=True)
         Path(rootfs, "var/lib/apt/lists/partial").mkdir(parents=True)
+        # sshd must not start at boot as installed: the nodes share the host's network, so it would
+        # take the host's port 22. create_node.yml gives it a loopback port and host keys of its own.
+        run(["chroot", rootfs, "systemctl", "disable", "ssh.service"], stdout=subprocess.DEVNULL)
+        for key in Path(rootfs, "etc/ssh").glob("ssh_host_*"):
+            key.unlink()
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-        run(["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", BASE_IMAGE],
+        run(["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]',
+             "-c", f'LABEL {IMAGE_LABEL}="{" ".join(IMAGE_PACKAGES)}"', "-", BASE_IMAGE],
             stdin=tar.stdout, stdout=subprocess.DEVNULL)
         tar.wait()
     log(f"image built in {time.monotonic() - started:.0f}s")
@@ -187,11 +220,13 @@ def down() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["host", "image", "nodes-up", "nodes-down", "summary", "down"])
+    parser.add_argument("command", choices=["host", "image", "nodes-up", "nodes-down", "summary", "down", "free-ports"])
+    parser.add_argument("count", nargs="?", type=int, default=1, help="free-ports: how many")
     args = parser.parse_args()
     if args.command == "host":
         ensure_host_packages()
         ensure_dockerd()
+        ensure_ssh_key()
     elif args.command == "image":
         ensure_dockerd()
         ensure_image()
@@ -203,6 +238,8 @@ def main() -> None:
         summary()
     elif args.command == "down":
         down()
+    elif args.command == "free-ports":
+        print(" ".join(map(str, free_ports(args.count))))
 
 
 if __name__ == "__main__":

@@ -29,13 +29,25 @@ _RECAP = re.compile(
 
 
 class PlaybookRun:
-    """The outcome of one ansible-playbook run: exit code, output and the per-host recap."""
+    """The outcome of one ansible-playbook run: exit code, output, the per-host recap and the failed
+    tasks (callback_plugins/failed_tasks.py: host, task name, message; ignored failures marked)."""
 
-    def __init__(self, proc: subprocess.CompletedProcess):
+    def __init__(self, proc: subprocess.CompletedProcess, failures: list[dict] | None = None):
         self.rc = proc.returncode
         self.output = proc.stdout + proc.stderr
         self.recap = {m["host"]: {k: int(v) for k, v in m.groupdict().items() if k != "host"}
                       for m in _RECAP.finditer(self.output)}
+        self.failures = [f for f in failures or [] if not f["ignored"]]
+
+    def failure(self, host: str | None = None) -> dict:
+        """The failed task that stopped `host` (or the only host that failed): {"task", "msg", ...},
+        its message on one line. Fails the test when no task failed there."""
+        failed = [f for f in self.failures if host in (None, f["host"])]
+        assert failed, f"no failed task{' on ' + host if host else ''}: {self!r}"
+        assert host or len({f["host"] for f in failed}) == 1, f"several hosts failed, name one: {failed}"
+        last = dict(failed[-1])
+        last["msg"] = " ".join(" ".join([last["msg"], *last["items"]]).split())
+        return last
 
     @property
     def flat(self) -> str:
@@ -68,16 +80,20 @@ def run_playbook(playbook: str | Path, *options: str, extra_vars: dict | None = 
     argv = ["ansible-playbook", "-i", str(inventory.parent)]
     if extra_inventory:
         argv += ["-i", str(extra_inventory)]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
-               ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"))
     with tempfile.TemporaryDirectory(prefix="molecule-run-") as tmp:
+        failures = Path(tmp) / "failed-tasks.jsonl"
+        env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
+                   ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_FILTER_PLUGINS=str(ROOT / "filter_plugins"),
+                   ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).parent / "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="failed_tasks", CHATFLEET_FAILED_TASKS_FILE=str(failures))
         if extra_vars:
             varfile = Path(tmp) / "vars.json"
             varfile.write_text(json.dumps(extra_vars))
             argv += ["-e", f"@{varfile}"]
         proc = subprocess.run([*argv, str(playbook), *options], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=timeout, check=False)
-    return PlaybookRun(proc)
+        records = [json.loads(line) for line in failures.read_text().splitlines()] if failures.exists() else []
+    return PlaybookRun(proc, records)
 
 
 def run_role(role: str, *options: str, hosts: str = "all", extra_vars: dict | None = None,
