@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(os.environ.get("CHATFLEET_ROOT", Path(__file__).resolve().parents[2]))
@@ -115,6 +116,18 @@ def run_role(role: str, *options: str, hosts: str = "all", extra_vars: dict | No
 def docker_exec(node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command on a node as root (for set-up that testinfra's host fixture does not cover)."""
     return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True, check=check)
+
+
+def wait_booted(node: str, timeout: float = 120) -> str:
+    """Wait until a node that was (re)started has booted (systemd running or degraded; sshd is up by
+    then): in its first moments systemctl fails at once ("Failed to connect to bus") instead of waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = docker_exec(node, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return state
+        assert time.monotonic() < deadline, f"{node} did not boot within {timeout} s: {state!r}"
+        time.sleep(1)
 
 
 MIRROR_ACCESS_LOG = Path(os.environ.get("LAB_MIRROR_ACCESS_LOG", ROOT / ".lab" / "mirror" / "log" / "nginx-access.log"))

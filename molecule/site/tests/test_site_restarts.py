@@ -67,40 +67,35 @@ def get_json(url: str) -> dict:
         return json.load(answer)
 
 
-def test_a_run_with_tags_chatchat_restarts_the_units_that_read_the_changed_config():
+def test_runs_with_tags_restart_the_units_that_read_what_changed():
+    """`--tags chatchat` with a config change restarts the units that import the configs, and only
+    them; then `--tags chatchat,python_env` with the config back and one more package in the env (a
+    project pin added; the mirror serves it) restarts every unit: each runs the env's python, so each
+    must run on the env as it is now. (A repair back to the same packages changes nothing the units
+    run, and restarts nothing.)"""
     before = main_pids()
     run = run_playbook("site.yml", "--tags", "chatchat", "--limit", NODE, extra_vars={"chatchat_temperature": 0.55})
-    try:
-        assert run.rc == 0, run
-        assert "TEMPERATURE = 0.55" in docker_exec(NODE, "cat", MODEL_CONFIG).stdout
-        after = main_pids()
-        # The API and the WebUI import the configs: new processes, started after the file changed.
-        for unit in ("chatchat-api.service", "chatchat-webui.service"):
-            assert after[unit] != before[unit], (unit, before, after)
-            assert started_after_written(unit, MODEL_CONFIG), unit
-        # The controller and the workers do not read configs/*.py: they kept serving.
-        for unit in ("chatchat-controller.service", "chatchat-worker-tiny-gpt2.service"):
-            assert after[unit] == before[unit], (unit, before, after)
-    finally:
-        restore = run_playbook("site.yml", "--tags", "chatchat", "--limit", NODE)
-    assert restore.rc == 0, restore
-    assert "TEMPERATURE = 0.7" in docker_exec(NODE, "cat", MODEL_CONFIG).stdout
-    assert started_after_written("chatchat-api.service", MODEL_CONFIG)
+    assert run.rc == 0, run
+    assert "TEMPERATURE = 0.55" in docker_exec(NODE, "cat", MODEL_CONFIG).stdout
+    after_config = main_pids()
+    # The API and the WebUI import the configs: new processes, started after the file changed.
+    for unit in ("chatchat-api.service", "chatchat-webui.service"):
+        assert after_config[unit] != before[unit], (unit, before, after_config)
+        assert started_after_written(unit, MODEL_CONFIG), unit
+    # The controller and the workers do not read configs/*.py: they kept serving.
+    for unit in ("chatchat-controller.service", "chatchat-worker-tiny-gpt2.service"):
+        assert after_config[unit] == before[unit], (unit, before, after_config)
 
-
-def test_a_run_with_tags_python_env_that_changes_the_env_restarts_every_unit():
-    # One more package in the env (a project pin added; the mirror serves it): every unit runs the
-    # env's python, so each one must run on the env as it is now. (A repair back to the same packages
-    # changes nothing the units run, and restarts nothing.)
     assert docker_exec(NODE, ENV_PYTHON, "-c", f"import {ADDED_PACKAGE}", check=False).returncode != 0
-    before = main_pids()
-    run = run_playbook("site.yml", "--tags", "python_env", "--limit", NODE,
+    run = run_playbook("site.yml", "--tags", "chatchat,python_env", "--limit", NODE,
                        extra_vars={"python_env_packages": [*PROJECT_PINS, ADDED_PACKAGE]})
     assert run.rc == 0, run
+    assert "TEMPERATURE = 0.7" in docker_exec(NODE, "cat", MODEL_CONFIG).stdout
     assert docker_exec(NODE, ENV_PYTHON, "-c", f"import {ADDED_PACKAGE}", check=False).returncode == 0
-    after = main_pids()
-    assert set(after) == set(before)
-    assert [unit for unit in before if after[unit] == before[unit]] == [], (before, after)
+    after_env = main_pids()
+    assert set(after_env) == set(after_config)
+    assert [unit for unit in after_config if after_env[unit] == after_config[unit]] == [], (after_config, after_env)
+    assert started_after_written("chatchat-api.service", MODEL_CONFIG)
 
 
 def test_a_proxy_in_the_service_managers_environment_does_not_carry_the_services_calls():
