@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
-"""Run molecule scenarios in concurrent lanes: the scenarios of one lane one after the other,
-the lanes side by side.
+"""Run molecule scenarios side by side: `--jobs` of them at a time, each next one (in the order given)
+starting as soon as one has ended.
 
-Every scenario's nodes share the host's network, so two scenarios may run at the same time only
-when they listen on different ports. The Makefile puts the scenarios that serve the lab's
-Chatchat ports (chatchat_services, the whole site) in one lane and the role scenarios, whose
-ports are their own, in the other. Each output line carries its scenario's name; a summary of
-every scenario's result and wall time ends the run, followed by the failure lines of each failed
-scenario (Ansible's failed tasks with their task names, pytest's `FAILED`/`ERROR` summary lines,
-molecule's `CRITICAL` ones; not the `FAILED - RETRYING` lines of a wait that went on to pass), so the
-tail of a long CI log names what failed. A failed scenario stops its lane (later scenarios of that lane are
-not run); the other lanes go on, so one run shows every failure.
+The Makefile lists the scenarios longest first by measured time (docs/TIMINGS.md), so the long ones
+start at once and the short ones fill in around them (longest-processing-time-first: the jobs end
+close together). Every scenario's nodes share the host's network, so scenarios that run at the same
+time must listen on different ports: the whole site serves the lab's ports, every role scenario
+has ports of its own. Each output line carries its scenario's name; a summary of every scenario's
+result, start and wall time ends the run, followed by the failure lines of each failed scenario
+(Ansible's failed tasks with their task names, pytest's `FAILED`/`ERROR` summary lines, molecule's
+`CRITICAL` ones; not the `FAILED - RETRYING` lines of a wait that went on to pass), so the tail of a
+long CI log names what failed. A failed scenario stops nothing else: one run shows every failure.
 Exit status: 0 when every scenario passed, 1 otherwise.
 
-Usage: molecule_lanes.py --lane "roles/chatchat_services molecule/site" --lane "roles/git_lfs ..."
+Usage: molecule_lanes.py --jobs 2 molecule/site roles/chatchat_services roles/git_lfs ...
   roles/<role>   : `molecule test` in roles/<role> (its default scenario)
   molecule/<name>: `molecule test -s <name>` from the repository root
 """
@@ -83,57 +83,66 @@ def scenario_command(scenario: str) -> tuple[list[str], Path]:
                      f"nor molecule/<scenario>")
 
 
-def run_lane(scenarios: list[str], results: dict[str, tuple[str, float]], failures: dict[str, list[str]]) -> None:
-    for scenario in scenarios:
-        argv, cwd = scenario_command(scenario)
-        label = scenario.split("/", 1)[1]
-        say(f"[{label}] === {' '.join(argv)} (in {cwd.relative_to(ROOT) if cwd != ROOT else '.'})\n")
-        started = time.monotonic()
-        with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              bufsize=1, errors="replace") as proc:
-            assert proc.stdout is not None
-            failed_lines = FailureLines()
-            for line in proc.stdout:
-                failed_lines.feed(line)
-                say(f"[{label}] {line}")
-        elapsed = time.monotonic() - started
-        outcome = "passed" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-        results[scenario] = (outcome, elapsed)
-        say(f"[{label}] === {outcome} in {elapsed / 60:.0f} min {elapsed % 60:02.0f} s\n")
-        if proc.returncode != 0:
-            failures[scenario] = list(failed_lines.lines)
-            for rest in scenarios[scenarios.index(scenario) + 1:]:
-                results[rest] = ("not run (an earlier scenario of its lane failed)", 0.0)
-            return
+def run_scenario(scenario: str) -> tuple[str, float, list[str]]:
+    """Run one scenario; (outcome, seconds, its failure lines)."""
+    argv, cwd = scenario_command(scenario)
+    label = scenario.split("/", 1)[1]
+    say(f"[{label}] === {' '.join(argv)} (in {cwd.relative_to(ROOT) if cwd != ROOT else '.'})\n")
+    started = time.monotonic()
+    with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1, errors="replace") as proc:
+        assert proc.stdout is not None
+        failed_lines = FailureLines()
+        for line in proc.stdout:
+            failed_lines.feed(line)
+            say(f"[{label}] {line}")
+    elapsed = time.monotonic() - started
+    outcome = "passed" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+    say(f"[{label}] === {outcome} in {elapsed / 60:.0f} min {elapsed % 60:02.0f} s\n")
+    return outcome, elapsed, list(failed_lines.lines) if proc.returncode != 0 else []
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lane", action="append", required=True,
-                        help="scenarios run one after the other, separated by spaces or commas")
+    parser.add_argument("--jobs", type=int, default=2, help="scenarios running at the same time")
+    parser.add_argument("scenarios", nargs="+", help="in the order they start (longest first)")
     args = parser.parse_args()
-    lanes = [[s.rstrip("/") for s in lane.replace(",", " ").split()] for lane in args.lane]
-    for lane in lanes:
-        for scenario in lane:
-            scenario_command(scenario)  # fail on a typo before anything starts
-    results: dict[str, tuple[str, float]] = {}
+    scenarios = [s.rstrip("/") for s in args.scenarios]
+    for scenario in scenarios:
+        scenario_command(scenario)  # fail on a typo before anything starts
+    pending = collections.deque(scenarios)
+    lock = threading.Lock()
+    results: dict[str, tuple[str, float, float]] = {}  # scenario: (outcome, started at, seconds)
     failures: dict[str, list[str]] = {}
     started = time.monotonic()
-    threads = [threading.Thread(target=run_lane, args=(lane, results, failures)) for lane in lanes if lane]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                scenario = pending.popleft()
+            begun = time.monotonic() - started
+            outcome, elapsed, lines = run_scenario(scenario)
+            with lock:
+                results[scenario] = (outcome, begun, elapsed)
+                if lines or not outcome.startswith("passed"):
+                    failures[scenario] = lines
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     total = time.monotonic() - started
-    say("\nmolecule scenarios (lanes side by side):\n")
-    for number, lane in enumerate(lanes, 1):
-        for scenario in lane:
-            outcome, elapsed = results.get(scenario, ("not run", 0.0))
-            say(f"  lane {number}  {scenario:32} {outcome:10} {elapsed / 60:5.1f} min\n")
-    say(f"  all lanes: {total / 60:.1f} min wall\n")
+    say(f"\nmolecule scenarios ({args.jobs} at a time, in the order they started):\n")
+    for scenario in scenarios:
+        outcome, begun, elapsed = results.get(scenario, ("not run", 0.0, 0.0))
+        say(f"  {scenario:32} {outcome:16} from {begun / 60:5.1f} min  {elapsed / 60:5.1f} min\n")
+    say(f"  all scenarios: {total / 60:.1f} min wall\n")
     for scenario, lines in failures.items():
         say(f"\n{scenario} failed:\n" + "".join(f"  {line}\n" for line in lines or ["(no failure line found)"]))
-    return 0 if all(outcome == "passed" for outcome, _ in results.values()) else 1
+    return 0 if all(results.get(s, ("not run",))[0] == "passed" for s in scenarios) else 1
 
 
 if __name__ == "__main__":

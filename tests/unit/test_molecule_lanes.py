@@ -1,5 +1,6 @@
-"""lab/molecule_lanes.py: lanes run side by side, a failed scenario stops its lane, and the summary
-at the end of the run names what failed (the tail of a long CI log is all that is sometimes read)."""
+"""lab/molecule_lanes.py: scenarios run N at a time in the order given, a failed one stops nothing
+else, and the summary at the end of the run names what failed (the tail of a long CI log is all that
+is sometimes read)."""
 from __future__ import annotations
 
 import sys
@@ -16,7 +17,8 @@ SCENARIOS = {
     "roles/failing": ("print('tests/test_x.py::test_a PASSED'); "
                       "print('FAILED tests/test_x.py::test_b - AssertionError: rc 0'); "
                       "print('ERROR    Verifier tests failed'); raise SystemExit(1)"),
-    "roles/after_failing": "print('should not run')",
+    "roles/after_failing": "print('runs all the same')",
+    "roles/slow": "import time; time.sleep(1.5); print('slow done')",
     "roles/ansible_failing": "print(" + repr("\n".join([
         "TASK [milvus : Wait for Milvus to report healthy] ****",
         "FAILED - RETRYING: [node-1]: Wait for Milvus to report healthy (99 retries left).",
@@ -37,8 +39,8 @@ def fake_scenarios(monkeypatch):
                         lambda scenario: ([sys.executable, "-c", SCENARIOS[scenario]], molecule_lanes.ROOT))
 
 
-def run(monkeypatch, capsys, *lanes: str) -> tuple[int, str]:
-    argv = ["molecule_lanes.py"] + [arg for lane in lanes for arg in ("--lane", lane)]
+def run(monkeypatch, capsys, *scenarios: str, jobs: int = 2) -> tuple[int, str]:
+    argv = ["molecule_lanes.py", "--jobs", str(jobs), *scenarios]
     monkeypatch.setattr(sys, "argv", argv)
     status = molecule_lanes.main()
     return status, capsys.readouterr().out
@@ -50,12 +52,12 @@ def test_every_scenario_passing_exits_0_with_no_failure_section(monkeypatch, cap
     assert "[passing] 1 passed" in out and "failed:" not in out
 
 
-def test_a_failed_scenario_stops_its_lane_and_the_summary_names_the_failed_test(monkeypatch, capsys):
-    status, out = run(monkeypatch, capsys, "roles/failing roles/after_failing", "roles/passing")
+def test_a_failed_scenario_stops_nothing_else_and_the_summary_names_the_failed_test(monkeypatch, capsys):
+    status, out = run(monkeypatch, capsys, "roles/failing", "roles/after_failing", "roles/passing", jobs=1)
     assert status == 1
-    assert "should not run" not in out
-    summary = out[out.index("molecule scenarios (lanes side by side)"):]
-    assert "roles/after_failing" in summary and "not run" in summary
+    assert "[after_failing] runs all the same" in out and "[passing] 1 passed" in out
+    summary = out[out.index("molecule scenarios (1 at a time"):]
+    assert "roles/after_failing" in summary and "not run" not in summary
     assert summary.rstrip().endswith("ERROR    Verifier tests failed")
     assert "roles/failing failed:\n  FAILED tests/test_x.py::test_b - AssertionError: rc 0\n" in summary
     assert "test_a PASSED" not in summary
@@ -70,3 +72,12 @@ def test_the_summary_shows_the_failed_task_not_passed_retries_or_ignored_failure
         '  fatal: [node-1]: FAILED! => {"msg": "chatchat-api did not start"}',
         "  CRITICAL Ansible return code was 2",
     ]
+
+
+def test_the_next_scenario_takes_the_first_free_slot(monkeypatch, capsys):
+    # Two slots: slow starts first; failing and passing run one after the other in the other slot,
+    # both before slow ends.
+    status, out = run(monkeypatch, capsys, "roles/slow", "roles/failing", "roles/passing")
+    assert status == 1
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert lines.index("[passing] 1 passed") < lines.index("[slow] slow done")
