@@ -5,6 +5,7 @@ import gzip
 import urllib.request
 
 import pytest
+from faultproxy import FaultProxy
 from testlib import MIRROR_URL, PlaybookRun, run_role
 
 APT_URL = f"{MIRROR_URL}/repository/apt-debian"
@@ -18,13 +19,17 @@ def changed(run: PlaybookRun) -> int:
     return run.recap[NODE]["changed"]
 
 
+# The settings rules are unit-tested case by case (tests/unit/plugins/filter/test_git_lfs.py). Two
+# validation paths, one case each: a setting's form (preflight) and the installed git-lfs against
+# git_lfs_min_version (after the install step, which has nothing to do here). The run stops before any
+# change and the failed task's message names the setting and the host.
 @pytest.mark.parametrize(
     ("extra_vars", "expected"),
     [
         ({"git_lfs_min_version": "99.0.0"}, "older than git_lfs_min_version 99.0.0"),
-        ({"git_lfs_min_version": "three"}, "git_lfs_min_version must be a version"),
-        ({"git_lfs_install_method": "tarball"}, "git_lfs_install_method must be one of: distro, mirror"),
-        ({"git_lfs_install_method": "mirror"}, "git_lfs_install_method \"mirror\" needs git_lfs_package_url"),
+        ({"git_lfs_install_method": "mirror"},
+         f"git_lfs_install_method \"mirror\" needs git_lfs_package_url, the http(s) URL of a .deb package on the mirror"
+         f" (got ''), and git_lfs_package_sha256, its 64-hex-digit SHA-256 (got ''), for host {NODE}"),
     ],
 )
 @pytest.mark.bad_input
@@ -32,7 +37,9 @@ def test_bad_input_fails_with_a_clear_message(host, extra_vars, expected):
     before = host.check_output("sha256sum /etc/gitconfig")
     run = run_role("git_lfs", hosts=NODE, gather_facts=True, extra_vars=extra_vars)
     assert run.rc != 0, run
-    assert expected in run.flat, run
+    message = run.failure(NODE)["msg"]
+    assert expected in message, message
+    assert NODE in message, message
     assert changed(run) == 0, run
     assert host.check_output("sha256sum /etc/gitconfig") == before
 
@@ -69,24 +76,33 @@ def _mirror_git_lfs_deb() -> tuple[str, str]:
     raise AssertionError("the lab mirror's apt repository has no git-lfs")
 
 
-def test_mirror_method_installs_the_package_file(host):
+@pytest.mark.fault
+def test_mirror_method_cut_mid_download_installs_nothing_then_the_next_run_installs(host):
+    """The mirror drops the connection 1 MiB into the .deb (faultproxy; the pin is right): nothing is
+    installed and no partial file is kept; the next run (mirror back) installs it, the one after
+    changes nothing."""
     url, sha256 = _mirror_git_lfs_deb()
+    name = url.rsplit("/", 1)[1]
     # Start from a host without git-lfs; the system gitconfig keeps the filter.
     host.run("apt-get purge -y -q git-lfs")
     assert not host.package("git-lfs").is_installed
-
-    wrong = run_role("git_lfs", hosts=NODE, gather_facts=True, extra_vars={
-        "git_lfs_install_method": "mirror", "git_lfs_package_url": url,
-        "git_lfs_package_sha256": "0" * 64, "git_lfs_download_retries": 0})
-    assert wrong.rc != 0, wrong
-    assert "checksum" in wrong.output.lower(), wrong
-    assert not host.package("git-lfs").is_installed
+    gitconfig = host.check_output("sha256sum /etc/gitconfig")
 
     mirror = {"git_lfs_install_method": "mirror", "git_lfs_package_url": url, "git_lfs_package_sha256": sha256, **TUNING}
+    with FaultProxy(MIRROR_URL, break_files=f"/{name}", keep_bytes=1 << 20) as proxy:
+        cut = run_role("git_lfs", hosts=NODE, gather_facts=True, extra_vars={
+            **mirror, "git_lfs_package_url": url.replace(MIRROR_URL, proxy.url), "git_lfs_download_retries": 0})
+    assert proxy.broken, f"the fault was not injected: {proxy.passed}"
+    assert cut.rc != 0, cut
+    assert cut.failure(NODE)["task"].endswith("Download the git-lfs package from the mirror"), cut.failure(NODE)
+    assert not host.package("git-lfs").is_installed
+    assert not host.file(f"/var/cache/git-lfs-packages/{name}").exists
+    assert host.check_output("sha256sum /etc/gitconfig") == gitconfig
+
     run = run_role("git_lfs", hosts=NODE, gather_facts=True, extra_vars=mirror)
     assert run.rc == 0, run
     assert host.package("git-lfs").is_installed
-    deb = host.file(f"/var/cache/git-lfs-packages/{url.rsplit('/', 1)[1]}")
+    deb = host.file(f"/var/cache/git-lfs-packages/{name}")
     assert deb.sha256sum == sha256
     assert host.run("git lfs version").rc == 0
 
