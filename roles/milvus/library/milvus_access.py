@@ -29,6 +29,7 @@ options:
   app_password: {description: The application user's password., type: str, required: true}
   app_role: {description: The application role., type: str, required: true}
   app_privileges: {description: "[object type, object name, privilege] grants of app_role.", type: list, elements: list, required: true}
+  inventory_host: {description: The inventory host the check runs for; failure messages name it., type: str, default: ""}
 """
 
 RETURN = r"""
@@ -45,7 +46,7 @@ from ansible.module_utils.milvus_client import (CONNECTION_ARGS, LoginRefused, U
 
 def _login_root(module, params):
     """Return (alias, root_password_changed) for a root session with root_password."""
-    where = endpoint(params)
+    where = _where(params)
     try:
         return connect(params, "root", "root", params["root_password"]), False
     except LoginRefused:
@@ -67,6 +68,12 @@ def _login_root(module, params):
     return alias, True
 
 
+def _where(params):
+    """The endpoint, and the inventory host the role runs for (failure messages name both)."""
+    host = params.get("inventory_host")
+    return endpoint(params) + (" (for host %s)" % host if host else "")
+
+
 def _ensure_app_user(module, params, alias):
     from pymilvus import utility  # pylint: disable=import-outside-toplevel
 
@@ -84,7 +91,7 @@ def _ensure_app_user(module, params, alias):
             "Milvus at %s refuses %s with milvus_app_password: the user exists with another password. "
             "Set milvus_app_password to its current password, or change it with pymilvus "
             "utility.update_password('%s', <old>, <new>) and then set the new one. Nothing was changed."
-            % (endpoint(params), user, user)))
+            % (_where(params), user, user)))
     return False
 
 
@@ -120,6 +127,7 @@ def main():
         app_password=dict(type="str", required=True, no_log=True),
         app_role=dict(type="str", required=True),
         app_privileges=dict(type="list", elements="list", required=True),
+        inventory_host=dict(type="str", default=""),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

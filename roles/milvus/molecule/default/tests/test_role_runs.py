@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from testlib import docker_exec, run_role
 
-from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, PORT, ROOT_PASSWORD, healthz, milvus_py, wait_healthy
+from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, ROOT_PASSWORD, healthz, milvus_py, wait_healthy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,115 +35,117 @@ def _main_pid(host) -> str:
     return host.check_output("systemctl show -p MainPID --value milvus")
 
 
+SMOKE_RECORD = "/etc/milvus/smoke-passed.json"
+
+
+def _smoke_record(host) -> str:
+    """The gate's record of the last passed smoke test: rewritten whenever the smoke test runs."""
+    return host.check_output(f"stat -c '%Y.%Z %i' {SMOKE_RECORD}")
+
+
+def task_results(run, task: str) -> list[str]:
+    """The result lines ("ok", "changed", "skipping", ...) of every task whose name contains `task`."""
+    results: list[str] = []
+    for block in run.output.split("\nTASK [")[1:]:
+        header, _, body = block.partition("\n")
+        if task in header:
+            results += [line.split(":", 1)[0] for line in body.splitlines()
+                        if line.split(":", 1)[0] in ("ok", "changed", "skipping", "fatal", "failed")]
+    return results
+
+
+def _state(host) -> dict:
+    """What a stopped run must leave as it was: the server process, its files, its data, its logins
+    (one client call for the last three: each start of pymilvus costs seconds)."""
+    logins = milvus_py(host, f"""
+        login("root", "root", "{ROOT_PASSWORD}")
+        print(json.dumps({{"app_login": refused("{APP_USER}", "{APP_PASSWORD}"),
+                          "root_login": refused("root", "{ROOT_PASSWORD}"),
+                          "sentinel_rows": Collection("kb_sentinel", using="root").num_entities}}))
+    """)
+    return {
+        "pid": _main_pid(host),
+        "files": host.check_output("find /etc/milvus /etc/systemd/system/milvus.service -type f -exec sha256sum {} + "
+                                   "| sort"),
+        "healthz": healthz(host),
+        **logins,
+    }
+
+
 @pytest.mark.idempotence
-def test_second_run_changes_nothing(host):
-    before = _main_pid(host)
+def test_second_run_changes_nothing_and_skips_the_smoke_test(host):
+    """Nothing changed, so the gate checks health and the logins but not the 30 s smoke test."""
+    before, record = _main_pid(host), _smoke_record(host)
     run = run_role("milvus", gather_facts=True)
     assert run.rc == 0, run
     assert run.changed == 0, run
-    assert "Smoke test as the application user" in run.output
+    assert task_results(run, "Wait for Milvus to report healthy") == ["ok"], run
+    assert task_results(run, "Enforce authorization") == ["ok"], run
+    assert task_results(run, "Smoke test as the application user") == ["skipping"], run
     assert _main_pid(host) == before
+    assert _smoke_record(host) == record
 
 
 @pytest.mark.check_mode
 def test_check_mode_changes_nothing(host):
+    state, record = _state(host), _smoke_record(host)
     run = run_role("milvus", "--check", "--diff", "-v", gather_facts=True)
     assert run.rc == 0, run
     assert run.changed == 0, run
-    assert "smoke test skipped in check mode" in run.output
-    assert _sentinel_rows(host) == 3
+    assert _state(host) == state
+    assert _smoke_record(host) == record
 
 
 def test_external_method_checks_the_running_milvus(host):
     """The external method against this node's Milvus: gates, secures and smokes; deploys nothing."""
+    state = _state(host)
     run = run_role("milvus", gather_facts=True, extra_vars={
         "milvus_method": "external", "milvus_external_host": "127.0.0.1",
         "milvus_external_healthz_url": f"http://127.0.0.1:{METRICS_PORT}/healthz"})
     assert run.rc == 0, run
     assert run.changed == 0, run
-    assert "Deploy Milvus" not in run.output or "skipping" in run.output
-
-
-def _assert_unchanged(host, pid: str) -> None:
-    assert _main_pid(host) == pid
-    assert healthz(host) == "OK"
-    assert milvus_py(host, f'print(json.dumps(refused("{APP_USER}", "{APP_PASSWORD}")))') is None
-    assert _sentinel_rows(host) == 3
+    assert task_results(run, "Deploy Milvus (external)") == ["skipping"], run
+    assert task_results(run, "Wait for Milvus to report healthy") == ["ok"], run
+    # An external Milvus is someone else's: the role smoke-tests it on every run.
+    assert task_results(run, "Smoke test as the application user") == ["ok"], run
+    assert _state(host) == state
 
 
 @pytest.mark.bad_input
-def test_wrong_root_password_fails_clearly_and_changes_nothing(host):
-    pid = _main_pid(host)
+def test_bad_settings_stop_in_preflight_naming_the_variable_and_host(host):
+    """The wiring of the settings check (filter_plugins/milvus_settings.py; every rule is unit-tested
+    in tests/unit/plugins/filter/test_milvus_settings.py)."""
+    state = _state(host)
+    run = run_role("milvus", gather_facts=True, extra_vars={"milvus_app_user": "root"})
+    assert run.rc != 0
+    failure = run.failure(NODE)
+    assert failure["task"].endswith("Check the settings"), failure
+    assert 'milvus_app_user ("root") must start with a letter' in failure["msg"], failure
+    assert f"host {NODE}" in failure["msg"], failure
+    assert run.changed == 0, run
+    assert _state(host) == state
+
+
+@pytest.mark.bad_input
+def test_credentials_that_milvus_refuses_stop_the_run_and_change_nothing(host):
+    """The live credential checks (milvus_access): a wrong root password, then an application
+    password that no longer logs in (Milvus 2.3 sets a password only given the old one)."""
+    state = _state(host)
     run = run_role("milvus", gather_facts=True, extra_vars={"milvus_root_password": "not-the-root-Pw1"})
     assert run.rc != 0
-    assert "milvus_root_password is wrong" in run.flat
+    failure = run.failure(NODE)
+    assert "milvus_root_password is wrong" in failure["msg"] and NODE in failure["msg"], failure
+    assert "not-the-root-Pw1" not in run.output
     assert run.changed == 0, run
-    # The real root password still works: nothing was reset.
-    assert milvus_py(host, f'print(json.dumps(refused("root", "{ROOT_PASSWORD}")))') is None
-    _assert_unchanged(host, pid)
+    assert _state(host) == state
 
-
-@pytest.mark.bad_input
-def test_port_clash_fails_in_preflight(host):
-    pid = _main_pid(host)
-    taken = 19599
-    docker_exec(NODE, "systemd-run", "--unit=port-squatter", "python3", "-m", "http.server", str(taken),
-                "--bind", "127.0.0.1")
-    try:
-        host.run_expect([0], f"timeout 10 sh -c 'until ss -Hltn | grep -q :{taken}; do sleep 0.2; done'")
-        run = run_role("milvus", gather_facts=True, extra_vars={"milvus_metrics_port": taken})
-    finally:
-        docker_exec(NODE, "systemctl", "stop", "port-squatter", check=False)
-    assert run.rc != 0
-    assert f"port {taken} is in use" in run.flat and "milvus_metrics_port" in run.flat
-    assert run.changed == 0, run
-    _assert_unchanged(host, pid)
-
-
-@pytest.mark.bad_input
-def test_unknown_method_is_refused_by_the_argument_spec(host):
-    run = run_role("milvus", gather_facts=True, extra_vars={"milvus_method": "helm"})
-    assert run.rc != 0
-    assert "milvus_method" in run.flat and "helm" in run.flat
-    assert run.changed == 0, run
-
-
-@pytest.mark.bad_input
-def test_unreachable_external_endpoint_fails_before_any_change(host):
-    run = run_role("milvus", gather_facts=True, extra_vars={
-        "milvus_method": "external", "milvus_external_host": "127.0.0.1", "milvus_port": 1})
-    assert run.rc != 0
-    assert "does not accept connections" in run.flat and "milvus_external_host" in run.flat
-    assert run.changed == 0, run
-
-
-@pytest.mark.parametrize("extra_vars, named", [
-    ({"milvus_root_password": ""}, "milvus_root_password"),
-    ({"milvus_root_password": "Milvus"}, "factory default"),
-    ({"milvus_app_password": "short"}, "milvus_app_password"),
-    ({"milvus_app_user": "root"}, "milvus_app_user"),
-    ({"milvus_app_user": "chat-chat"}, "milvus_app_user"),
-    ({"milvus_port": 9161}, "must be distinct"),
-    ({"milvus_app_privileges": [["Database", "*", "*"]]}, "milvus_app_privileges"),
-])
-@pytest.mark.bad_input
-def test_bad_input_stops_in_preflight(host, extra_vars, named):
-    pid = _main_pid(host)
-    run = run_role("milvus", gather_facts=True, extra_vars=extra_vars)
-    assert run.rc != 0
-    assert named in run.flat
-    assert run.changed == 0, run
-    _assert_unchanged(host, pid)
-
-
-@pytest.mark.bad_input
-def test_an_app_password_that_no_longer_logs_in_fails_and_changes_nothing(host):
-    pid = _main_pid(host)
     run = run_role("milvus", gather_facts=True, extra_vars={"milvus_app_password": "another-app-Pw2"})
     assert run.rc != 0
-    assert "refuses chatchat with milvus_app_password" in run.flat
+    failure = run.failure(NODE)
+    assert f"refuses {APP_USER} with milvus_app_password" in failure["msg"] and NODE in failure["msg"], failure
+    assert "another-app-Pw2" not in run.output
     assert run.changed == 0, run
-    _assert_unchanged(host, pid)
+    assert _state(host) == state
 
 
 @pytest.mark.fault
@@ -153,16 +155,18 @@ def test_a_milvus_that_never_gets_healthy_stops_the_gate_then_the_next_run_recov
     and once the server is back the data is there and the next run changes nothing."""
     docker_exec(NODE, "systemctl", "kill", "--signal=SIGSTOP", "milvus.service")
     try:
-        run = run_role("milvus", gather_facts=True, extra_vars={"milvus_health_timeout": 9})
+        run = run_role("milvus", gather_facts=True, extra_vars={"milvus_health_timeout": 3})
     finally:
         docker_exec(NODE, "systemctl", "kill", "--signal=SIGCONT", "milvus.service")
     assert run.rc != 0
-    assert "did not answer OK within milvus_health_timeout (9 s)" in run.flat, run
-    assert "journalctl -u milvus" in run.flat
-    assert "Smoke test as the application user" not in run.output
+    failure = run.failure(NODE)
+    assert "did not answer OK within milvus_health_timeout (3 s)" in failure["msg"], failure
+    assert f"journalctl -u milvus` on {NODE}" in failure["msg"], failure
+    assert task_results(run, "Enforce authorization") == [], run
+    assert task_results(run, "Smoke test as the application user") == [], run
     assert run.changed == 0, run
-    # Frozen for about half a minute, the server may lose its etcd session and be restarted by
-    # systemd: either way it comes back with its data.
+    # Frozen for a while, the server may lose its etcd session and be restarted by systemd:
+    # either way it comes back with its data.
     wait_healthy(host, timeout=240)
     assert _sentinel_rows(host) == 3
     again = run_role("milvus", gather_facts=True)
@@ -171,9 +175,14 @@ def test_a_milvus_that_never_gets_healthy_stops_the_gate_then_the_next_run_recov
 
 @pytest.mark.security
 def test_a_verbose_run_never_prints_the_passwords(host):
-    """-vvv shows every module's arguments and results: the passwords must appear in none of them."""
-    run = run_role("milvus", "-vvv", gather_facts=True)
+    """-vvv shows every module's arguments and results: the passwords must appear in none of them.
+    milvus_smoke_test_force makes the smoke test (which logs in as the application user) run too."""
+    record = _smoke_record(host)
+    run = run_role("milvus", "-vvv", gather_facts=True, extra_vars={"milvus_smoke_test_force": True})
     assert run.rc == 0, run
-    assert "Enforce authorization" in run.output  # the tasks that handle the secrets did run
+    # The tasks that handle the secrets did run.
+    assert task_results(run, "Enforce authorization") == ["ok"], run
+    assert task_results(run, "Smoke test as the application user") == ["ok"], run
+    assert _smoke_record(host) != record  # forgotten before the forced test, written after it passed
     for secret in (ROOT_PASSWORD, APP_PASSWORD):
         assert secret not in run.output

@@ -1,6 +1,13 @@
 """Run the models role again against the scenario's nodes with other inputs."""
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
 import pytest
 from conftest import CACHE, MODELS, NODE, ROOT_PATH, STORE
 from testlib import MIRROR_URL, MirrorRequests, PlaybookRun, docker_exec, run_role
@@ -26,14 +33,33 @@ def lfs_files(lab, name: str, tag: str = "v1") -> dict[str, str]:
     return {path: f["sha256"] for path, f in lab.files(name, tag).items() if f["lfs"]}
 
 
+def state(node: str) -> dict:
+    """What a stopped run must leave as it was: the model links, every active file, the scenario's
+    models' revisions in the store (a failed pull of a new model keeps its .staging-* directory
+    on purpose, to resume from; its link is never made)."""
+    sh = lambda command: docker_exec(node, "sh", "-c", command, check=False).stdout  # noqa: E731
+    return {"links": sh(f"cd {ROOT_PATH} && for l in *; do echo $l $(readlink $l); done"),
+            "files": sh(f"cd {ROOT_PATH} && find -L {' '.join(MODELS)} -type f -exec sha256sum {{}} + | sort"),
+            "store": sh(f"cd {STORE} && find {' '.join(MODELS)} -mindepth 1 -maxdepth 1 | sort")}
+
+
+def as_converged(lab, node: str) -> bool:
+    return all(link_target(node, name) == f"{STORE}/{name}/{lab.revision(name)}" for name in MODELS)
+
+
 @pytest.fixture
 def converged(lab):
-    """Whatever a test did, leave both nodes as converge left them (v1 everywhere, nothing extra)."""
+    """Whatever a test did, leave both nodes as converge left them (v1 everywhere, nothing extra):
+    the extra-* models go; the role runs again only on a node whose models are not at v1 (a test
+    that failed half-way), so a passing test costs no run."""
     yield
     for node in (CACHE, NODE):
         docker_exec(node, "sh", "-c", f"rm -rf {ROOT_PATH}/extra-* {STORE}/extra-*", check=False)
-    run = run_role("models", hosts=f"{CACHE}:{NODE}", extra_vars={"models_manifest": lab.manifest()})
-    assert run.rc == 0, run
+    docker_exec(CACHE, "systemctl", "start", "chatfleet-models-cache", check=False)
+    stale = [node for node in (CACHE, NODE) if not as_converged(lab, node)]
+    if stale:
+        run = run_role("models", hosts=":".join(stale), extra_vars={"models_manifest": lab.manifest()})
+        assert run.rc == 0, run
 
 
 @pytest.mark.idempotence
@@ -116,49 +142,168 @@ def test_a_pointer_left_in_place_of_weights_is_replaced(lab, converged):
     assert sha256(NODE, weights) == oid
 
 
-@pytest.mark.fault
-def test_an_interrupted_pull_resumes_without_downloading_finished_objects(lab, converged):
-    """The state a pull cut short leaves: staging with the metadata and some objects, no link yet."""
-    name = "tiny-gpt2"
-    revision = lab.revision(name)
-    staging = f"{STORE}/{name}/.staging-{revision}"
-    objects = lfs_files(lab, name)
-    finished_path = "model.safetensors"
-    docker_exec(CACHE, "sh", "-c", f"rm -rf {ROOT_PATH}/{name} {STORE}/{name}")
-    docker_exec(CACHE, "sh", "-c",
-                f"git init -q {staging} && cd {staging} && git remote add origin {MIRROR_URL}/repository/models/lab/{name}.git"
-                f" && git fetch -q origin && GIT_LFS_SKIP_SMUDGE=1 git checkout -q --detach {revision}"
-                f" && git lfs fetch --include={finished_path} origin {revision}"
-                # ... and was cut after it had hard-linked that object into place.
-                f" && ln -f .git/lfs/objects/{objects[finished_path][:2]}/{objects[finished_path][2:4]}/"
-                f"{objects[finished_path]} {finished_path}")
-    assert docker_exec(CACHE, "test", "-f", f"{staging}/.git/lfs/objects/{objects[finished_path][:2]}/"
-                       f"{objects[finished_path][2:4]}/{objects[finished_path]}", check=False).returncode == 0
+class StallingMirror:
+    """Test double (fault injection): an HTTP proxy in front of the lab mirror (git and the LFS
+    batch API, GET and POST) that serves everything unchanged except the LFS object `stall_oid`:
+    of that one it sends the first `keep_bytes` and then holds the connection open until released,
+    as a transfer that hangs half-way does. The mirror writes LFS hrefs from the Host header, so
+    the objects are fetched through the proxy too, and `completed` lists the objects this
+    scenario downloaded (the mirror's own log also holds other scenarios' pulls of the same
+    lab repositories)."""
 
-    with MirrorRequests() as mirror:
-        run = run_role("models", hosts=CACHE)
-    assert run.rc == 0, run
-    downloaded = mirror.lfs_downloads(MODELS_PREFIX)
-    assert objects[finished_path] not in downloaded
-    assert sorted(downloaded) == sorted(oid for path, oid in objects.items() if path != finished_path)
+    def __init__(self, upstream: str, stall_oid: str | None = None, keep_bytes: int = 64 << 10):
+        self.upstream, self.stall_oid, self.keep_bytes = upstream.rstrip("/"), stall_oid, keep_bytes
+        self.stalled, self.release = threading.Event(), threading.Event()
+        self.completed: list[str] = []
+
+    def __enter__(self) -> "StallingMirror":
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _body(self) -> bytes | None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().strip(), 16)
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                        if size == 0:
+                            return data
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else None
+
+            def _forward(self) -> None:
+                body = self._body()
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "transfer-encoding", "content-length")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers,
+                                                 method=self.command)
+                try:
+                    upstream = urllib.request.urlopen(request, timeout=30)  # noqa: S310
+                except urllib.error.HTTPError as error:
+                    upstream = error
+                with upstream:
+                    stall = bool(proxy.stall_oid) and proxy.stall_oid in self.path and upstream.status == 200
+                    data = upstream.read(proxy.keep_bytes) if stall else upstream.read()
+                    self.send_response(upstream.status)
+                    for name, value in upstream.headers.items():
+                        if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", upstream.headers.get("Content-Length", str(len(data)))
+                                     if stall else str(len(data)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    if stall:
+                        proxy.stalled.set()
+                        proxy.release.wait(120)
+                    elif "/info/lfs/objects/storage/" in self.path:
+                        proxy.completed.append(self.path.split("?")[0].rsplit("/", 1)[-1])
+                self.close_connection = True
+
+            do_GET = do_POST = _forward  # noqa: N815 (http.server's naming)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def kill_the_pull(node: str) -> str:
+    """SIGKILL, at once, the model_pull module's process and the git and git-lfs processes under it
+    (the nodes have no procps: read /proc)."""
+    script = r"""
+for p in /proc/[0-9]*; do
+  argv0=$(tr '\0' '\n' < $p/cmdline 2>/dev/null | head -n 1)
+  [ "${argv0##*/}" = git-lfs ] || continue
+  lfs=${p#/proc/}; git=$(cut -d' ' -f4 $p/stat); module=$(cut -d' ' -f4 /proc/$git/stat)
+  case "$(cat /proc/$module/comm)" in python*) ;; *) echo "unexpected parent: $(cat /proc/$module/comm)" >&2; exit 1;; esac
+  kill -9 $lfs $git $module && echo "$lfs $git $module"
+done"""
+    return docker_exec(node, "sh", "-c", script).stdout.strip()
+
+
+@pytest.mark.fault
+def test_an_interrupted_pull_leaves_the_active_revision_and_resumes(lab, converged):
+    """A revision change of a model whose new revision shares no object with the active one: one
+    object arrives, the other hangs half-way and the pull (module, git, git-lfs) is SIGKILLed. The
+    active revision stays linked and intact; the next run downloads only the unfinished object."""
+    name = "extra-resume"
+    old = lab.extra(name, repo="lab/tiny-bert-embed", revision=lab.revision("tiny-bert-embed"),
+                    size=lab.size("tiny-bert-embed"), kind="embedding")
+    new = lab.extra(name)  # tiny-gpt2 v1
+    setup = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[old])})
+    assert setup.rc == 0, setup
+    active = f"{STORE}/{name}/{lab.revision('tiny-bert-embed')}"
+    assert link_target(CACHE, name) == active
+    objects = lfs_files(lab, "tiny-gpt2")
+    hanging, finished = objects["model.safetensors"], objects["tokenizer.json"]
+    staging = f"{STORE}/{name}/.staging-{lab.revision('tiny-gpt2')}"
+    finished_object = f"{staging}/.git/lfs/objects/{finished[:2]}/{finished[2:4]}/{finished}"
+
+    outcome: dict = {}
+    with StallingMirror(MIRROR_URL, stall_oid=hanging) as proxy:
+        pull = threading.Thread(target=lambda: outcome.update(run=run_role(
+            "models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[new]),
+                                               "models_mirror_url": f"{proxy.url}/repository/models",
+                                               "models_lfs_concurrent_transfers": 2})))
+        pull.start()
+        assert proxy.stalled.wait(180), "the pull never reached the hanging object"
+        deadline = time.monotonic() + 60
+        while docker_exec(CACHE, "test", "-f", finished_object, check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the other object never finished"
+            time.sleep(0.2)
+        killed = kill_the_pull(CACHE)
+        assert killed, "no git-lfs process to kill"
+        pull.join(180)
+    run = outcome["run"]
+    assert run.rc != 0, run
+    # The active revision is still linked, and intact.
+    assert link_target(CACHE, name) == active
+    for path, oid in lfs_files(lab, "tiny-bert-embed").items():
+        assert sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") == oid, path
+    assert docker_exec(CACHE, "test", "-f", finished_object, check=False).returncode == 0
+
+    with StallingMirror(MIRROR_URL) as counting:
+        again = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[new]),
+                                                              "models_mirror_url": f"{counting.url}/repository/models"})
+    assert again.rc == 0, again
+    assert changed(again, CACHE) == 1, again
+    assert counting.completed == [hanging]   # the finished object is not fetched again
+    assert link_target(CACHE, name) == f"{STORE}/{name}/{lab.revision('tiny-gpt2')}"
     for path, oid in objects.items():
         assert sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") == oid, path
     assert docker_exec(CACHE, "test", "-e", staging, check=False).returncode != 0
-    leftovers = docker_exec(CACHE, "find", f"{STORE}/{name}/{revision}", "-name", "*.chatfleet-*").stdout
-    assert leftovers == ""
+    leftovers = docker_exec(CACHE, "find", f"{STORE}/{name}/{lab.revision('tiny-gpt2')}", "-name", "*.chatfleet-*")
+    assert leftovers.stdout == ""
 
 
 def test_a_revision_change_moves_the_model_and_downloads_only_what_changed(lab, converged):
     name = "tiny-gpt2"
     v1, v2 = lfs_files(lab, name, "v1"), lfs_files(lab, name, "v2")
-    with MirrorRequests() as mirror:
-        run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest({name: "v2"})})
+    # Only the active revision stays, so v2's new objects really have to come from the mirror.
+    docker_exec(CACHE, "sh", "-c", f"cd {STORE}/{name} && ls -A | grep -v '^{lab.revision(name)}' | xargs -r rm -rf")
+    with StallingMirror(MIRROR_URL) as counting:
+        run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest({name: "v2"}),
+                                                            "models_mirror_url": f"{counting.url}/repository/models"})
     assert run.rc == 0, run
     assert changed(run, CACHE) == 1, run
     assert link_target(CACHE, name) == f"{STORE}/{name}/{lab.revision(name, 'v2')}"
     changed_objects = sorted(set(v2.values()) - set(v1.values()))
     assert changed_objects, "v2 of the lab model must change some weights"
-    assert sorted(mirror.lfs_downloads(MODELS_PREFIX)) == changed_objects
+    assert sorted(counting.completed) == changed_objects
     for path, oid in v2.items():
         assert sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") == oid, path
     # The previous revision is kept (models_keep_revisions 2), intact, for a rollback.
@@ -174,79 +319,61 @@ def test_a_revision_change_moves_the_model_and_downloads_only_what_changed(lab, 
     assert mirror.paths(MODELS_PREFIX) == []      # switching back needs nothing from the mirror
 
 
-@pytest.mark.fault
-def test_disk_preflight_fails_before_any_byte_is_pulled(lab, converged):
+@pytest.mark.bad_input
+def test_a_manifest_the_disk_cannot_hold_stops_in_preflight(lab, converged):
+    """The preflight path: sizes from models_manifest against the free disk (model_space). The
+    manifest's own rules (revision, kind, size, name, repo, duplicates) are unit-tested in
+    tests/unit/plugins/filter/test_models_manifest.py."""
     extra = lab.extra("extra-huge", size="100T")
+    before = state(CACHE)
     with MirrorRequests() as mirror:
         run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[extra])})
     assert run.rc != 0, run
     assert changed(run, CACHE) == 0, run
-    assert "Not enough disk for the models on host models-cache: extra-huge need" in run.flat, run
+    failure = run.failure(CACHE)
+    assert "Not enough disk for the models on host models-cache: extra-huge need" in failure["msg"], failure
+    assert "(sizes from models_manifest" in failure["msg"], failure
     assert mirror.paths(MODELS_PREFIX) == []
     assert docker_exec(CACHE, "test", "-e", f"{STORE}/extra-huge", check=False).returncode != 0
+    assert state(CACHE) == before
 
 
 @pytest.mark.bad_input
-def test_a_wrong_size_in_the_manifest_fails_before_the_download(lab, converged):
-    extra = lab.extra("extra-small", size="10K")
+def test_bad_sources_fail_naming_each_model_and_leave_every_active_revision(lab, converged):
+    """The pull path, one run: each model is pulled on its own, so every bad entry fails with its own
+    message - a size the repository does not match (found before any object is downloaded), a
+    revision the repository lacks, a repository the mirror lacks, a mirror that is down - and
+    the active models stay as they were."""
+    v2 = lab.revision("tiny-gpt2", "v2")
+    bad = [lab.extra("extra-size", size="10K"),
+           lab.extra("extra-norev", revision="0" * 40),
+           lab.extra("extra-norepo", repo="lab/no-such-model", revision=v2),
+           lab.extra("extra-down", url="http://127.0.0.1:9/repository/models/lab/tiny-gpt2.git", revision=v2)]
+    before = state(CACHE)
     with MirrorRequests() as mirror:
-        run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=[extra])})
-    assert run.rc != 0, run
-    assert f"model extra-small ({MIRROR_URL}/repository/models/lab/tiny-gpt2.git @ " in run.flat, run
-    assert f"holds {lab.size('tiny-gpt2')} bytes but the manifest says 10240" in run.flat, run
-    assert mirror.lfs_downloads(MODELS_PREFIX) == []
-    assert docker_exec(CACHE, "test", "-e", f"{ROOT_PATH}/extra-small", check=False).returncode != 0
-
-
-@pytest.mark.parametrize(("case", "change", "fragments"), [
-    ("unknown revision", {"revision": "0" * 40},
-     ["revision 0000000000000000000000000000000000000000 is not in the repository"]),
-    ("missing repository", {"repo": "lab/no-such-model", "revision": "v2"},
-     ["fetching the repository failed", "no-such-model.git/", "not found"]),
-    ("mirror down", {"url": "http://127.0.0.1:9/repository/models/lab/tiny-gpt2.git", "revision": "v2"},
-     ["fetching the repository failed", "Failed to connect to 127.0.0.1 port 9"]),
-])
-@pytest.mark.bad_input
-def test_bad_source_fails_naming_the_model_and_leaves_the_active_revision(lab, converged, case, change, fragments):
-    name, active = "tiny-gpt2", lab.revision("tiny-gpt2")
-    # Only the active revision stays, so the new pin really has to come from the source.
-    docker_exec(CACHE, "sh", "-c", f"cd {STORE}/{name} && ls -A | grep -v '^{active}' | xargs -r rm -rf")
-    entries = lab.manifest()
-    entries[0].update(change)
-    if entries[0]["revision"] == "v2":
-        entries[0]["revision"] = lab.revision(name, "v2")
-    before = {path: sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") for path in lfs_files(lab, name)}
-    run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": entries})
-    assert run.rc != 0, run
-    assert f"model {name} (" in run.flat, (case, run)
-    assert all(fragment in run.flat for fragment in fragments), (case, run)
-    assert link_target(CACHE, name) == f"{STORE}/{name}/{active}"
-    assert {path: sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") for path in before} == before
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    ({"revision": "main"}, 'revision "main" must be the full 40-hex commit'),
-    ({"kind": "chat"}, 'kind "chat" must be one of llm, embedding, tokenizer'),
-    ({"size": "huge"}, 'size "huge" must be a positive size'),
-    ({"name": "../escape"}, 'name "../escape" must match'),
-    ({"name": "tiny-bert-embed"}, 'models_manifest entry "tiny-bert-embed" appears twice'),
-    ({"repo": "https://elsewhere/x"}, 'repo "https://elsewhere/x" must be a path on the mirror'),
-])
-@pytest.mark.bad_input
-def test_bad_manifest_stops_in_preflight(lab, change, message):
-    entries = lab.manifest()
-    entries[0].update(change)
-    run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": entries})
+        run = run_role("models", hosts=CACHE, extra_vars={"models_manifest": lab.manifest(extra=bad),
+                                                            "models_fetch_attempts": 1})
     assert run.rc != 0, run
     assert changed(run, CACHE) == 0, run
-    assert message in run.flat, run
-
-
-@pytest.mark.bad_input
-def test_a_required_model_missing_from_the_manifest_stops_in_preflight(lab):
-    run = run_role("models", hosts=NODE, extra_vars={"models_required": ["tiny-gpt2", "chatglm3-6b-32k"]})
-    assert run.rc != 0, run
-    assert "chatglm3-6b-32k must be enabled in models_manifest" in run.flat, run
+    failure = run.failure(CACHE)
+    assert failure["task"].endswith("Pull, verify and activate each model"), failure
+    expected = {
+        "extra-size": [f"({MIRROR_URL}/repository/models/lab/tiny-gpt2.git @ ",
+                       f"holds {lab.size('tiny-gpt2')} bytes but the manifest says 10240"],
+        "extra-norev": ["revision 0000000000000000000000000000000000000000 is not in the repository"],
+        "extra-norepo": ["fetching the repository failed", "no-such-model.git/", "not found"],
+        "extra-down": ["fetching the repository failed", "Failed to connect to 127.0.0.1 port 9"],
+    }
+    starts = sorted((failure["msg"].index(f"model {name} ("), name) for name in expected
+                    if f"model {name} (" in failure["msg"])
+    assert [name for _, name in sorted(starts, key=lambda s: s[1])] == sorted(expected), failure
+    for (start, name), (end, _) in zip(starts, starts[1:] + [(len(failure["msg"]), "")]):
+        item = failure["msg"][start:end]
+        assert all(fragment in item for fragment in expected[name]), (name, item)
+    assert mirror.lfs_downloads(MODELS_PREFIX) == []
+    assert state(CACHE) == before
+    for name in ("extra-size", "extra-norev", "extra-norepo", "extra-down"):
+        assert docker_exec(CACHE, "test", "-e", f"{ROOT_PATH}/{name}", check=False).returncode != 0
 
 
 @pytest.mark.fault
