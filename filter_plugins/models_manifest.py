@@ -34,7 +34,7 @@ models_plan:
   options:
     _input: {description: The manifest (models_manifest)., type: list, required: true}
     mirror_url: {description: Base URL of the model repositories., type: str, required: true}
-    repo_suffix: {description: Appended to mirror_url/repo (".git" for git servers, "" for Hugging Face mirrors)., type: str, default: ".git"}
+    repo_suffix: {description: 'Appended to mirror_url/repo (".git" for git servers, "" for Hugging Face mirrors).', type: str, default: ".git"}
 """
 
 EXAMPLES = r"""

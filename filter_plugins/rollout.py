@@ -21,9 +21,9 @@ rollout_batches:
   description:
     - Validates a serial setting (an integer of at least 1, a percentage "N%" with N in 1-100, or a list of
       those) and returns the sizes of the batches Ansible will run, in order.
-    - With allow_all_at_once false, fails when the first batch holds every host of a fleet of two or more
+    - "With allow_all_at_once false, fails when the first batch holds every host of a fleet of two or more
       (for example serial 100% or a number at least the fleet size): such a rollout has no canary and takes
-      every node down at once.
+      every node down at once."
   positional: _input, host_count, allow_all_at_once
   options:
     _input: {description: "The serial setting: 1, '25%', or a list such as [1, '25%'].", type: raw, required: true}

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import re
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 from ansible.utils.unsafe_proxy import AnsibleUnsafe
 
@@ -169,23 +167,3 @@ def test_the_patched_text_is_not_templated_again(fschat_vllm_worker):
     assert isinstance(state_of(text, "0.2.33", FIXED_SINCE)["patched_text"], AnsibleUnsafe)
 
 
-@pytest.mark.parametrize("block", ["DOCUMENTATION", "EXAMPLES", "RETURN"])
-def test_every_filter_is_documented(block: str) -> None:
-    docs = yaml.safe_load(getattr(fschat_patch, block))
-    assert set(docs) == set(FILTERS)
-    for name in FILTERS:
-        if block == "DOCUMENTATION":
-            assert docs[name]["name"] == name
-            assert docs[name]["short_description"]
-            assert "_input" in docs[name]["options"]
-        elif block == "RETURN":
-            assert docs[name]["_value"]["type"]
-        else:
-            assert f"| {name}" in docs[name]
-            yaml.safe_load(docs[name])
-
-
-def test_filters_have_type_hints() -> None:
-    for func in FILTERS.values():
-        hints = inspect.get_annotations(func)
-        assert "return" in hints and len(hints) > 1

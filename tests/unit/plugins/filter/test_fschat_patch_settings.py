@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -58,26 +56,6 @@ def test_both_broken_rules_are_reported() -> None:
 def test_settings_must_be_complete(settings: object) -> None:
     with pytest.raises(AnsibleFilterError, match="fschat_patch_settings_errors"):
         errors_of(settings, "node1")
-
-
-@pytest.mark.parametrize("block", ["DOCUMENTATION", "EXAMPLES", "RETURN"])
-def test_every_filter_is_documented(block: str) -> None:
-    docs = yaml.safe_load(getattr(plugin, block))
-    assert set(docs) == set(FILTERS)
-    for name in FILTERS:
-        if block == "DOCUMENTATION":
-            assert docs[name]["name"] == name and docs[name]["short_description"]
-            assert "_input" in docs[name]["options"]
-        elif block == "RETURN":
-            assert docs[name]["_value"]["type"]
-        else:
-            assert f"| {name}" in docs[name]
-
-
-def test_filters_have_type_hints() -> None:
-    for func in FILTERS.values():
-        hints = inspect.get_annotations(func)
-        assert "return" in hints and len(hints) == len(inspect.signature(func).parameters) + 1
 
 
 def test_undefined_input_fails_as_undefined() -> None:

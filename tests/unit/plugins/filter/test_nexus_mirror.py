@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from pathlib import Path
 from types import ModuleType
 
@@ -115,26 +114,6 @@ def test_preflight_passes_every_setting() -> None:
     settings = check["vars"]["_nexus_mirror_settings"]
     assert sorted(settings) == sorted(GOOD)
     assert all(value.startswith(f"{{{{ nexus_mirror_{key} ") for key, value in settings.items())
-
-
-@pytest.mark.parametrize("block", ["DOCUMENTATION", "EXAMPLES", "RETURN"])
-def test_every_filter_is_documented(block: str) -> None:
-    docs = yaml.safe_load(getattr(plugin, block))
-    assert set(docs) == set(FILTERS)
-    for name in FILTERS:
-        if block == "DOCUMENTATION":
-            assert docs[name]["name"] == name and docs[name]["short_description"]
-            assert "_input" in docs[name]["options"]
-        elif block == "RETURN":
-            assert docs[name]["_value"]["type"]
-        else:
-            assert f"| {name}" in docs[name]
-
-
-def test_filters_have_type_hints() -> None:
-    for func in FILTERS.values():
-        hints = inspect.get_annotations(func)
-        assert "return" in hints and len(hints) == len(inspect.signature(func).parameters) + 1
 
 
 def test_undefined_input_fails_as_undefined() -> None:
