@@ -41,7 +41,9 @@ def refused(user="", password=""):
 def milvus_py(host, code: str):
     """Run `code` (after _PRELUDE) with the role's client venv on the node; it prints one JSON value."""
     script = _PRELUDE + textwrap.dedent(code)
-    result = host.run(f"{CLIENT_PYTHON} - <<'EOF'\n{script}\nEOF")
+    # pymilvus 2.3 imports pkg_resources, whose deprecation warning would head every failure's stderr.
+    result = host.run(f"PYTHONWARNINGS='ignore:pkg_resources is deprecated:UserWarning' "
+                      f"{CLIENT_PYTHON} - <<'EOF'\n{script}\nEOF")
     assert result.rc == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
