@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from typing import Any, Callable
 
@@ -63,7 +64,9 @@ python_env_install_digest:
   short_description: SHA-256 over the inputs and the result of a python_env install
   description:
     - Hashes the content digests of the pins file, the constraints file and every requirement file (by
-      path, a missing file as null), the installer and the installed distributions, and the import checks.
+      file name, a missing file as null), the installer and the installed distributions, and the import checks.
+    - A file's directory is left out, so that a new release whose requirement files hold what the last
+      release's held (a rollout or a rollback) finds the env as the last run checked it.
   positional: _input
   options:
     _input:
@@ -147,7 +150,7 @@ def python_env_install_digest(probe: dict[str, Any], installer: str, import_chec
         raise AnsibleFilterError("python_env_install_digest: expected the env probe's result with 'files' (a mapping)"
                                  " and 'dists' (a list)")
     document = {
-        "files": {str(path): probe["files"][path] for path in sorted(probe["files"])},
+        "files": sorted([posixpath.basename(str(path)), probe["files"][path]] for path in probe["files"]),
         "installer": str(installer),
         "distributions": python_env_distributions(probe["dists"]),
         "import_checks": [str(name) for name in import_checks],

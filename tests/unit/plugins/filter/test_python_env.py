@@ -81,6 +81,12 @@ def test_digest_is_stable_and_hex() -> None:
     assert len(_digest()) == 64 and int(_digest(), 16) >= 0
 
 
+def test_a_release_in_another_directory_with_the_same_requirements_gives_the_same_digest() -> None:
+    moved = {path.replace("/srv/release/", "/srv/releases/v0.2.8.1/"): sha for path, sha in PROBE["files"].items()}
+    assert _digest(files=moved) == _digest()
+    assert _digest(files={**moved, "/srv/releases/v0.2.8.1/requirements.txt": "d" * 64}) != _digest()
+
+
 def test_digest_ignores_order_and_non_metadata_entries() -> None:
     assert _digest(dists=list(reversed(PROBE["dists"]))) == _digest()
     assert _digest(dists=[d for d in PROBE["dists"] if "dist-info" in d]) == _digest()
