@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SECTIONS = ("cold", "scale", "models", "pip", "settings")
@@ -98,17 +100,22 @@ def scale_inventory(nodes: int) -> tuple[Path, list[str]]:
     group_vars = directory / "group_vars"
     if not group_vars.exists():
         group_vars.symlink_to(ROOT / "inventories" / "lab" / "group_vars")
-    groups: dict[str, dict] = {"l40": {"lab-l40-1": {"lab_gpu_profile": "l40x1"}},
-                               "a100": {"lab-a100-1": {"lab_gpu_profile": "a100x8"}}}
+    lab = yaml.safe_load((ROOT / "inventories" / "lab" / "hosts.yml").read_text())["all"]
+    lab_hosts = {name: spec for group in ("l40", "a100")
+                 for name, spec in lab["children"]["gpu_nodes"]["children"][group]["hosts"].items()}
+    groups: dict[str, dict] = {"l40": {"lab-l40-1": lab_hosts["lab-l40-1"]},
+                               "a100": {"lab-a100-1": lab_hosts["lab-a100-1"]}}
     order = ["lab-l40-1", "lab-a100-1"]
+    first_ssh_port = min(spec["ansible_port"] for spec in lab_hosts.values())
     for index in range(2, nodes):
         group, number = ("l40", "a100")[index % 2], index // 2 + 1
         name = f"lab-{group}-{number}"
-        groups[group][name] = {"lab_gpu_profile": GPU_PROFILE[group],
+        groups[group][name] = {"lab_gpu_profile": GPU_PROFILE[group], "ansible_port": first_ssh_port + index,
                                **{var: port + 10 * (number - 1) for var, port in GROUP_PORTS[group].items()}}
         order.append(name)
-    inventory = {"all": {"vars": {"ansible_connection": "community.docker.docker",
-                                  "ansible_python_interpreter": "/usr/bin/python3"},
+    # The lab inventory's connection (SSH with the lab's key and known_hosts, both under .lab/, which
+    # is two levels above this inventory as it is above inventories/lab).
+    inventory = {"all": {"vars": lab["vars"],
                          "children": {"gpu_nodes": {"children": {g: {"hosts": h} for g, h in groups.items()}},
                                       "milvus": {"hosts": {"lab-l40-1": None}},
                                       "model_cache": {"hosts": {"lab-l40-1": None}}}}}
