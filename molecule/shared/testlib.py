@@ -74,6 +74,17 @@ class PlaybookRun:
         return f"PlaybookRun(rc={self.rc}, recap={self.recap})\n{self.output[-6000:]}"
 
 
+def task_results(run: PlaybookRun, task: str) -> list[str]:
+    """The result lines ("ok", "changed", "skipping", ...) of every task whose name contains `task`."""
+    results: list[str] = []
+    for block in run.output.split("\nTASK [")[1:]:
+        header, _, body = block.partition("\n")
+        if task in header:
+            results += [line.split(":", 1)[0] for line in body.splitlines()
+                        if line.split(":", 1)[0] in ("ok", "changed", "skipping", "fatal", "failed")]
+    return results
+
+
 def run_playbook(playbook: str | Path, *options: str, extra_vars: dict | None = None,
                  extra_inventory: str | Path | None = None, timeout: int = 1200) -> PlaybookRun:
     """Run `playbook` against the scenario's inventory (plus `extra_inventory`), from the repo root."""

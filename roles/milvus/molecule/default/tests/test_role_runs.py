@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from testlib import docker_exec, run_role
+from testlib import docker_exec, run_role, task_results
 
 from conftest import APP_PASSWORD, APP_USER, METRICS_PORT, NODE, ROOT_PASSWORD, healthz, milvus_py, wait_healthy
 
@@ -54,17 +54,6 @@ SMOKE_RECORD = "/etc/milvus/smoke-passed.json"
 def _smoke_record(host) -> str:
     """The gate's record of the last passed smoke test: rewritten whenever the smoke test runs."""
     return host.check_output(f"stat -c '%Y.%Z %i' {SMOKE_RECORD}")
-
-
-def task_results(run, task: str) -> list[str]:
-    """The result lines ("ok", "changed", "skipping", ...) of every task whose name contains `task`."""
-    results: list[str] = []
-    for block in run.output.split("\nTASK [")[1:]:
-        header, _, body = block.partition("\n")
-        if task in header:
-            results += [line.split(":", 1)[0] for line in body.splitlines()
-                        if line.split(":", 1)[0] in ("ok", "changed", "skipping", "fatal", "failed")]
-    return results
 
 
 def _state(host) -> dict:
