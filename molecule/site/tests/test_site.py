@@ -25,6 +25,16 @@ def run_site(*options: str, extra_inventory: str | None = None):
     return run_playbook(ROOT / "site.yml", *options, extra_inventory=extra_inventory)
 
 
+# Right after the converge, before any test changes a node: molecule's own idempotence step, as a
+# marked test (every scenario proves its idempotence in one, counted in the proof report), with
+# the converge's one batch (molecule.yml's extra vars).
+@pytest.mark.idempotence
+def test_a_second_site_run_changes_nothing():
+    run = run_playbook(ROOT / "site.yml", extra_vars={"rollout_serial": ["100%"], "rollout_allow_all_at_once": True})
+    assert run.rc == 0 and run.changed == 0, run
+    assert {*EXPECTED_GPUS, MILVUS_NODE} <= set(run.recap), run
+
+
 @pytest.mark.security
 def test_pip_uses_only_the_mirror(host):
     conf = host.file("/etc/pip.conf")
@@ -219,8 +229,8 @@ def test_milvus_runs_on_its_own_node_only():
     assert docker_exec(MILVUS_NODE, "test", "-e", "/etc/systemd/system/chatchat.target", check=False).returncode != 0
 
 
-# A second converge changing nothing is molecule's idempotence step; check mode on the converged
-# fleet is test_site_operations.py's `chatfleet check` (changed=0 on every host, no drift).
+# A second converge changing nothing is test_a_second_site_run_changes_nothing above; check mode on
+# the converged fleet is test_site_operations.py's `chatfleet check` (changed=0 on every host, no drift).
 
 
 def node_state(node: str) -> str:

@@ -164,7 +164,7 @@ def test_a_release_rollout_stops_at_a_failing_canary(tmp_path, releases_before):
     other_pids = main_pids(other)
     try:
         run = chatfleet(tmp_path, "rollout", *NEW_RELEASE,
-                        "-e", "chatchat_services_health_timeout=20", "-e", "chatchat_health_completion_timeout=15")
+                        "-e", "chatchat_services_health_timeout=20", "-e", "chatchat_health_completion_timeout=5")
         assert run.rc == 1, run
         report = run.report
         assert report["batches"] == [[canary], [other]]

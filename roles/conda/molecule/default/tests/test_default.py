@@ -31,7 +31,7 @@ def test_conda_reports_the_expected_version(host):
 
 
 def test_installer_ran_once_in_batch_mode(host):
-    # converge and the idempotence run both applied the role: the installer ran only the first time.
+    # The converge ran the installer once; test_role_runs.py's rerun shows a second run runs it no more.
     assert log_lines(host, "installer") == [f"installer Miniconda3-double-23.11.0 -b -p {PREFIX} -> 0"]
 
 

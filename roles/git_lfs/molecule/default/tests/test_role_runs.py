@@ -3,20 +3,31 @@ from __future__ import annotations
 
 import gzip
 import urllib.request
+from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
-from testlib import MIRROR_URL, PlaybookRun, run_role
+from testlib import MIRROR_URL, PlaybookRun, run_playbook, run_role
 
 APT_URL = f"{MIRROR_URL}/repository/apt-debian"
 NODE = "git-lfs-node"
 TUNING = {"git_lfs_concurrent_transfers": 4, "git_lfs_activity_timeout": 120}
+CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 
 
 def changed(run: PlaybookRun) -> int:
     """Tasks the run changed on the node; a run that never reached the node's recap fails the test."""
     assert NODE in run.recap, run
     return run.recap[NODE]["changed"]
+
+
+# Right after the converge, before any test changes the node: molecule's own idempotence step, as
+# a marked test (every scenario proves its idempotence in one, counted in the proof report).
+@pytest.mark.idempotence
+def test_a_second_converge_changes_nothing():
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0 and run.changed == 0, run
+    assert NODE in run.recap, run
 
 
 # The settings rules are unit-tested case by case (tests/unit/plugins/filter/test_git_lfs.py). Two

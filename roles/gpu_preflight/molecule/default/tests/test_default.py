@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ROOT, PlaybookRun, docker_exec, run_role
+from testlib import ROOT, PlaybookRun, docker_exec, run_playbook, run_role
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
 RECORDINGS = ROOT / "molecule" / "fixtures" / "gpu" / "recordings"
 FACT_FILE = "/etc/ansible/facts.d/gpu.fact"
 DOUBLE_DIR = "/usr/share/nvidia-smi-double"
+CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 
 EXPECTED = {
     "gpu-preflight-l40": {"count": 1, "name": "NVIDIA L40", "model": "l40", "memory": 46068, "profile": "l40x1"},
@@ -33,6 +34,15 @@ def _fact(host) -> dict:
     fact_file = host.file(FACT_FILE)
     assert fact_file.exists and fact_file.is_file
     return json.loads(fact_file.content_string)
+
+
+# Right after the converge, before any test changes a node: molecule's own idempotence step, as a
+# marked test (every scenario proves its idempotence in one, counted in the proof report).
+@pytest.mark.idempotence
+def test_a_second_converge_changes_nothing() -> None:
+    run = run_playbook(CONVERGE)
+    assert run.rc == 0 and run.changed == 0, run
+    assert set(EXPECTED) <= set(run.recap), run
 
 
 @pytest.mark.security
