@@ -178,9 +178,9 @@ def test_a_milvus_that_never_gets_healthy_stops_the_gate_then_the_next_run_recov
 @pytest.mark.security
 def test_a_verbose_run_never_prints_the_passwords(host):
     """-vvv shows every module's arguments and results: the passwords must appear in none of them.
-    milvus_smoke_test_force makes the smoke test (which logs in as the application user) run too."""
+    milvus_smoke `always` makes the smoke test (which logs in as the application user) run too."""
     record = _smoke_record(host)
-    run = run_role("milvus", "-vvv", gather_facts=True, extra_vars={"milvus_smoke_test_force": True})
+    run = run_role("milvus", "-vvv", gather_facts=True, extra_vars={"milvus_smoke": "always"})
     assert run.rc == 0, run
     # The tasks that handle the secrets did run.
     assert task_results(run, "Enforce authorization") == ["ok"], run
