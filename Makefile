@@ -105,6 +105,10 @@ BENCH_SCALE ?= 1,2,4,8
 bench: mirror
 	$(VENV)/bin/python lab/bench/run_all.py --runs $(BENCH_RUNS) --only $(BENCH_ONLY) --scale $(BENCH_SCALE)
 
-# Cheapest first; the mirror is stopped at the end (`make lab` brings it back in a second).
-test: lint unit mirror-tests molecule-lanes
+# The checks that need no node first, side by side (lint, the unit tests, the mirror and its tests;
+# each one's output kept together), then the scenarios; the mirror is stopped at the end (`make lab`
+# brings it back in a second).
+test: venv
+	$(MAKE) --jobs 3 --output-sync=target lint unit mirror-tests
+	$(MAKE) molecule-lanes
 	$(MIRROR) stop
