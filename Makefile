@@ -17,10 +17,13 @@ ROLES_WITH_MOLECULE := $(sort $(patsubst roles/%/molecule/default/molecule.yml,%
 # `make test` runs the molecule scenarios three at a time (lab/molecule_lanes.py), each next one in this
 # order taking the first free slot: longest first by measured time (docs/TIMINGS.md), so the short
 # ones fill in around the long ones and the slots end close together. Three on two cores: with two,
-# the cores idled 12% of the run (both scenarios waiting on services or timers at once). Every node
-# shares the host's network, so scenarios that run at the same time listen on different ports: the
-# whole site serves the lab's ports, every role scenario has ports of its own.
+# the cores idled 12% of the run (both scenarios waiting on services or timers at once). The first,
+# the whole site, is the critical path: the others run their controller side at niceness
+# MOLECULE_NICE and take the CPU it leaves. Every node shares the host's network, so scenarios that
+# run at the same time listen on different ports: the whole site serves the lab's ports, every role
+# scenario has ports of its own.
 MOLECULE_JOBS := 3
+MOLECULE_NICE := 10
 SCENARIOS_LONGEST_FIRST := molecule/site roles/chatchat_services roles/chatchat roles/milvus roles/models \
           roles/python_env roles/conda roles/fschat_patch roles/nexus_mirror roles/git_lfs roles/gpu_preflight
 # Least number of passed test functions per proof category (lab/proof_report.py, docs/PROOF.md): the
@@ -95,7 +98,7 @@ molecule-lanes: mirror
 	@test "$(sort $(filter roles/%,$(SCENARIOS_LONGEST_FIRST)))" = "$(addprefix roles/,$(ROLES_WITH_MOLECULE))" \
 	  || { echo "SCENARIOS_LONGEST_FIRST must list every role scenario: $(ROLES_WITH_MOLECULE)"; exit 1; }
 	rm -rf artifacts/proof
-	python3 lab/molecule_lanes.py --jobs $(MOLECULE_JOBS) $(SCENARIOS_LONGEST_FIRST)
+	python3 lab/molecule_lanes.py --jobs $(MOLECULE_JOBS) --nice $(MOLECULE_NICE) $(SCENARIOS_LONGEST_FIRST)
 	python3 lab/proof_report.py $(addprefix --min ,$(PROOF_MINIMUMS))
 
 # Every benchmark in one run, written to docs/BENCHMARKS.md (lab/bench/run_all.py); rebuilds the lab.

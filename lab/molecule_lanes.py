@@ -13,7 +13,12 @@ result, start and wall time ends the run, followed by the failure lines of each 
 long CI log names what failed. A failed scenario stops nothing else: one run shows every failure.
 Exit status: 0 when every scenario passed, 1 otherwise.
 
-Usage: molecule_lanes.py --jobs 2 molecule/site roles/chatchat_services roles/git_lfs ...
+With `--nice N`, every scenario but the first runs its controller side (molecule, ansible-playbook,
+pytest) at niceness N: the first, the longest, is the run's critical path and gets the CPU it asks
+for; the others take what it leaves. (The nodes' own processes run in their containers at the
+usual priority.)
+
+Usage: molecule_lanes.py --jobs 3 --nice 10 molecule/site roles/chatchat_services roles/git_lfs ...
   roles/<role>   : `molecule test` in roles/<role> (its default scenario)
   molecule/<name>: `molecule test -s <name>` from the repository root
 """
@@ -83,9 +88,11 @@ def scenario_command(scenario: str) -> tuple[list[str], Path]:
                      f"nor molecule/<scenario>")
 
 
-def run_scenario(scenario: str) -> tuple[str, float, list[str]]:
-    """Run one scenario; (outcome, seconds, its failure lines)."""
+def run_scenario(scenario: str, niceness: int = 0) -> tuple[str, float, list[str]]:
+    """Run one scenario (at `niceness`); (outcome, seconds, its failure lines)."""
     argv, cwd = scenario_command(scenario)
+    if niceness:
+        argv = ["nice", "-n", str(niceness), *argv]
     label = scenario.split("/", 1)[1]
     say(f"[{label}] === {' '.join(argv)} (in {cwd.relative_to(ROOT) if cwd != ROOT else '.'})\n")
     started = time.monotonic()
@@ -105,6 +112,7 @@ def run_scenario(scenario: str) -> tuple[str, float, list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="scenarios running at the same time")
+    parser.add_argument("--nice", type=int, default=0, help="niceness of every scenario but the first")
     parser.add_argument("scenarios", nargs="+", help="in the order they start (longest first)")
     args = parser.parse_args()
     scenarios = [s.rstrip("/") for s in args.scenarios]
@@ -123,7 +131,7 @@ def main() -> int:
                     return
                 scenario = pending.popleft()
             begun = time.monotonic() - started
-            outcome, elapsed, lines = run_scenario(scenario)
+            outcome, elapsed, lines = run_scenario(scenario, 0 if scenario == scenarios[0] else args.nice)
             with lock:
                 results[scenario] = (outcome, begun, elapsed)
                 if lines or not outcome.startswith("passed"):

@@ -3,6 +3,7 @@ else, and the summary at the end of the run names what failed (the tail of a lon
 is sometimes read)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ SCENARIOS = {
                       "print('ERROR    Verifier tests failed'); raise SystemExit(1)"),
     "roles/after_failing": "print('runs all the same')",
     "roles/slow": "import time; time.sleep(1.5); print('slow done')",
+    "roles/niceness": "import os; print('niceness', os.nice(0))",
+    "roles/niceness_too": "import os; print('niceness', os.nice(0))",
     "roles/ansible_failing": "print(" + repr("\n".join([
         "TASK [milvus : Wait for Milvus to report healthy] ****",
         "FAILED - RETRYING: [node-1]: Wait for Milvus to report healthy (99 retries left).",
@@ -39,8 +42,8 @@ def fake_scenarios(monkeypatch):
                         lambda scenario: ([sys.executable, "-c", SCENARIOS[scenario]], molecule_lanes.ROOT))
 
 
-def run(monkeypatch, capsys, *scenarios: str, jobs: int = 2) -> tuple[int, str]:
-    argv = ["molecule_lanes.py", "--jobs", str(jobs), *scenarios]
+def run(monkeypatch, capsys, *scenarios: str, jobs: int = 2, nice: int = 0) -> tuple[int, str]:
+    argv = ["molecule_lanes.py", "--jobs", str(jobs), "--nice", str(nice), *scenarios]
     monkeypatch.setattr(sys, "argv", argv)
     status = molecule_lanes.main()
     return status, capsys.readouterr().out
@@ -81,3 +84,10 @@ def test_the_next_scenario_takes_the_first_free_slot(monkeypatch, capsys):
     assert status == 1
     lines = [line for line in out.splitlines() if line.startswith("[")]
     assert lines.index("[passing] 1 passed") < lines.index("[slow] slow done")
+
+
+def test_every_scenario_but_the_first_runs_at_the_given_niceness(monkeypatch, capsys):
+    base = os.nice(0)
+    status, out = run(monkeypatch, capsys, "roles/niceness", "roles/niceness_too", nice=7)
+    assert status == 0
+    assert f"[niceness] niceness {base}" in out and f"[niceness_too] niceness {base + 7}" in out
