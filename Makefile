@@ -43,11 +43,13 @@ help:
 host:
 	$(LABCTL) host
 
+# --no-compile: Python compiles each module the tools import when it first imports it, instead of
+# every installed module up front (most are never imported).
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt $(wildcard lab/requirements-mirror.txt)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade "pip>=24"
-	$(VENV)/bin/pip install -q -r requirements-dev.txt $(if $(wildcard lab/requirements-mirror.txt),-r lab/requirements-mirror.txt)
+	$(VENV)/bin/pip install -q --no-compile -r requirements-dev.txt $(if $(wildcard lab/requirements-mirror.txt),-r lab/requirements-mirror.txt)
 	touch $@
 
 image: host
