@@ -58,7 +58,7 @@ def chatfleet(tmp_path: Path, command: str, *argv: str) -> ToolRun:
 def chat_tokens(node: str) -> int:
     request = urllib.request.Request(
         f"http://127.0.0.1:{OPENAI_PORT[node]}/v1/chat/completions",
-        data=json.dumps({"model": "tiny-gpt2", "max_tokens": 8,
+        data=json.dumps({"model": "tiny-gpt2", "max_tokens": 8, "temperature": 0,
                          "messages": [{"role": "user", "content": "hello"}]}).encode(),
         headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as answer:

@@ -57,7 +57,7 @@ print(utility.get_server_version())
 def chat_completion_tokens() -> int:
     request = urllib.request.Request(
         f"{OPENAI_API}/chat/completions", headers={"Content-Type": "application/json"},
-        data=json.dumps({"model": "tiny-gpt2", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}).encode())
+        data=json.dumps({"model": "tiny-gpt2", "max_tokens": 8, "temperature": 0, "messages": [{"role": "user", "content": "hello"}]}).encode())
     with urllib.request.urlopen(request, timeout=120) as answer:
         return json.load(answer)["usage"]["completion_tokens"]
 

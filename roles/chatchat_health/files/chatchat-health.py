@@ -69,11 +69,14 @@ def probe(manifest, completion_timeout, max_tokens):
     if status == 200 and missing:
         problems.append("the openai_api server does not list %s" % ", ".join(missing))
 
+    # Greedy decoding (temperature 0): the same answer to the same probe every time. A sampled first
+    # token can be the end of text, an empty answer from a healthy worker (the lab's tiny models drew
+    # one in a CI run).
     completions = {}
     for model in manifest["models"]:
         started = time.monotonic()
         status, text = request(manifest["openai_api"] + "/chat/completions", "POST",
-                               {"model": model, "max_tokens": max_tokens, "temperature": 0.7,
+                               {"model": model, "max_tokens": max_tokens, "temperature": 0,
                                 "messages": [{"role": "user", "content": "hello"}]}, timeout=completion_timeout)
         seconds = round(time.monotonic() - started, 3)
         tokens = 0

@@ -56,9 +56,10 @@ def main_pids(host) -> dict[str, str]:
 
 
 def chat(host, port: int = PORTS["openai_api"], max_tokens: int = 16) -> dict:
+    """A greedy chat completion (temperature 0: a sampled first token can end the answer at once)."""
     status, text = http(host, f"http://127.0.0.1:{port}/v1/chat/completions", "POST",
                         {"model": MODEL, "messages": [{"role": "user", "content": "hello"}],
-                         "max_tokens": max_tokens, "temperature": 1.0})
+                         "max_tokens": max_tokens, "temperature": 0})
     assert status == 200, text
     return json.loads(text)
 
