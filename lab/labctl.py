@@ -10,7 +10,10 @@ Usage: python3 lab/labctl.py {host|image|nodes-up|nodes-down|summary|down|free-p
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -26,6 +29,11 @@ LAB_INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
 DOCKERD_MARKER = STATE_DIR / "dockerd.pid"
 # The controller's key for the nodes' root (lab/tasks/create_node.yml authorises its .pub).
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
+# Ports for the scenarios' node sshd (free_ports): below the kernel's ephemeral range (32768 up) and
+# clear of the fixed ports the stack and the scenarios listen on (all below 23000 or above 28000).
+SSH_PORT_RANGE = range(23000, 28000)
+PORTS_HELD = STATE_DIR / "ports-held.json"
+PORT_HOLD_SECONDS = 600
 
 # Debian packages the control machine needs for the lab and the tests.
 HOST_PACKAGES = ["docker.io", "debootstrap", "git", "git-lfs", "nginx-light", "apt-utils", "rsync",
@@ -140,15 +148,43 @@ def ensure_ssh_key() -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 now (held together, so the kernel gives distinct ones)."""
-    sockets = [socket.socket() for _ in range(count)]
+    """`count` distinct TCP ports free on 127.0.0.1 now, for nodes' sshd (molecule/shared/create.yml).
+
+    Drawn from SSH_PORT_RANGE, below the kernel's ephemeral range: a port the kernel hands out with
+    bind(0) can be taken as the local port of an outgoing connection (the scenarios download from
+    the mirror the whole time) between its pick and sshd's bind, and sshd then fails to start (seen
+    once in CI). Scenarios pick at the same time, so every pick is recorded under a lock and kept
+    from the others for PORT_HOLD_SECONDS, long enough for the picker's sshd to bind it.
+    """
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "ports.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = time.time()
+        held = {int(port): at for port, at in _read_json(PORTS_HELD).items() if now - at < PORT_HOLD_SECONDS}
+        candidates = [port for port in SSH_PORT_RANGE if port not in held]
+        random.shuffle(candidates)
+        picked = [port for port in candidates if _bindable(port)][:count]
+        if len(picked) < count:
+            raise SystemExit(f"labctl: fewer than {count} free ports in {SSH_PORT_RANGE}")
+        held.update({port: now for port in picked})
+        PORTS_HELD.write_text(json.dumps(held))
+        return picked
+
+
+def _read_json(path: Path) -> dict:
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def image_is_current() -> bool:

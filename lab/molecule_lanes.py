@@ -38,8 +38,11 @@ _print_lock = threading.Lock()
 # pytest's short test summary, molecule's fatal errors.
 ANSIBLE_FAILURE_PREFIXES = ("fatal: [", "failed: [")
 FAILURE_PREFIXES = ("FAILED ", "ERROR ", "CRITICAL ")
-FAILURE_LINES_KEPT = 20
+FAILURE_LINES_KEPT = 30
 FAILURE_LINE_CHARS = 500
+# ansible.cfg's `callback_result_format = yaml` prints a failed task's result (msg, rc, stderr...)
+# as indented lines under its `fatal:` line: the first of them are kept with it.
+FAILURE_RESULT_LINES = 12
 
 
 class FailureLines:
@@ -50,9 +53,15 @@ class FailureLines:
         self.lines: collections.deque[str] = collections.deque(maxlen=FAILURE_LINES_KEPT)
         self._task = ""
         self._kept_of_task = 0  # lines kept for the current task (dropped again if it was ignored)
+        self._result_lines_left = 0  # of the failed result being read
 
     def feed(self, line: str) -> None:
         line = line.rstrip()[:FAILURE_LINE_CHARS]
+        if self._result_lines_left and line[:1].isspace():
+            self._keep(line)
+            self._result_lines_left -= 1
+            return
+        self._result_lines_left = 0
         if line.startswith("TASK ["):
             self._task, self._kept_of_task = line.rstrip(" *"), 0
         elif line.startswith("...ignoring"):  # the task's failures were ignore_errors
@@ -63,6 +72,7 @@ class FailureLines:
             if self._kept_of_task == 0:
                 self._keep(self._task)
             self._keep(line)
+            self._result_lines_left = FAILURE_RESULT_LINES
         elif line.startswith(FAILURE_PREFIXES) and not line.startswith("FAILED - RETRYING"):
             self.lines.append(line)
 

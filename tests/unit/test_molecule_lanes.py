@@ -30,7 +30,11 @@ SCENARIOS = {
         'fatal: [node-1]: FAILED! => {"msg": "probe failed"}',
         "...ignoring",
         "TASK [chatchat_services : Enable and start chatchat-api] ****",
-        'fatal: [node-1]: FAILED! => {"msg": "chatchat-api did not start"}',
+        "fatal: [node-1]: FAILED! => changed=true",
+        "  rc: 1",
+        "  stderr: |-",
+        "    Address already in use",
+        "",
         "CRITICAL Ansible return code was 2",
     ])) + "); raise SystemExit(2)",
 }
@@ -66,13 +70,17 @@ def test_a_failed_scenario_stops_nothing_else_and_the_summary_names_the_failed_t
     assert "test_a PASSED" not in summary
 
 
-def test_the_summary_shows_the_failed_task_not_passed_retries_or_ignored_failures(monkeypatch, capsys):
+def test_the_summary_shows_the_failed_task_and_its_result_not_passed_retries_or_ignored_failures(
+        monkeypatch, capsys):
     status, out = run(monkeypatch, capsys, "roles/ansible_failing")
     assert status == 1
     summary = out[out.index("roles/ansible_failing failed:"):]
     assert summary.splitlines()[1:] == [
         "  TASK [chatchat_services : Enable and start chatchat-api]",
-        '  fatal: [node-1]: FAILED! => {"msg": "chatchat-api did not start"}',
+        "  fatal: [node-1]: FAILED! => changed=true",
+        "    rc: 1",
+        "    stderr: |-",
+        "      Address already in use",
         "  CRITICAL Ansible return code was 2",
     ]
 
