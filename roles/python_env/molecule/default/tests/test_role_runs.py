@@ -164,6 +164,11 @@ def test_prefix_with_other_content_is_refused(host):
     ({"python_env_requirement_files": ["/srv/chatchat-release/requirements-missing.txt"]},
      "python_env_requirement_files names files that are not on host python-env-node: "
      "/srv/chatchat-release/requirements-missing.txt"),
+    # The edit rules are unit-tested (tests/unit/plugins/filter/test_requirement_edits.py); here, read
+    # against the file on the node.
+    ({"python_env_requirement_edits": {"drop": ["vllm"]}},
+     "python_env_requirement_edits names vllm, which none of the requirement files"
+     " (/srv/chatchat-release/requirements.txt) on host python-env-node holds"),
 ])
 @pytest.mark.bad_input
 def test_bad_input_fails_before_any_change(host, extra, variable):
@@ -206,6 +211,47 @@ def test_failing_import_check_names_the_module(host):
     assert result.changed == 0, result
     assert snapshot(host) == before
     assert host.file(f"{ENV}/chatfleet-installed.json").content_string == stamp
+
+
+def test_a_package_removed_by_hand_is_put_back_by_the_next_run(host):
+    """Drift: a requirement uninstalled on the node. The installed distributions are part of the
+    install stamp, so the next run (not a later one) finds the env changed and installs it again."""
+    before = freeze(host, ENV)
+    assert "SQLAlchemy==2.0.19" in before
+    docker_exec(NODE, PYTHON, "-m", "pip", "uninstall", "--yes", "--quiet", "SQLAlchemy")
+    assert "SQLAlchemy==2.0.19" not in freeze(host, ENV)
+    run = run_role("python_env")
+    assert run.rc == 0, run
+    assert task_results(run, "Install the requirements with pip") == ["changed"], run
+    assert freeze(host, ENV) == before
+
+
+def test_requirement_edits_install_the_edited_set_in_place_of_the_files(host):
+    """A second requirement file holds a line no mirror can serve (as a GPU build is for a CPU host):
+    dropped by the edits, it never reaches pip, and the install passes; a replaced line is installed
+    as the edit writes it. The files on the node stay as they were."""
+    gpu_file = "/srv/chatchat-release/requirements_gpu.txt"
+    gpu_lines = "chatfleet-gpu-only-build==0.2.2\nnumpy>=1.20\n"
+    edited_file = f"{ENV}/chatfleet-edited-requirements.txt"
+    stamp = f"{ENV}/chatfleet-installed.json"
+    docker_exec(NODE, "sh", "-c", f"printf '{gpu_lines}' > {gpu_file} && cp -p {stamp} {stamp}.saved")
+    settings = {"python_env_requirement_files": ["/srv/chatchat-release/requirements.txt", gpu_file],
+                "python_env_requirement_edits": {"drop": ["chatfleet-gpu-only-build"],
+                                                 "replace": {"numpy": "numpy~=1.24.4"}}}
+    try:
+        run = run_role("python_env", extra_vars=settings)
+        assert run.rc == 0, run
+        assert task_results(run, "Write the edited requirement set into the environment") == ["changed"], run
+        edited = host.file(edited_file).content_string.splitlines()
+        assert "# dropped: chatfleet-gpu-only-build==0.2.2" in edited and "chatfleet-gpu-only-build==0.2.2" not in edited
+        assert "# replaced: numpy>=1.20" in edited and "numpy~=1.24.4" in edited
+        assert "langchain==0.0.344" in edited  # the release's own file, as it is
+        assert host.file(gpu_file).content_string == gpu_lines
+        again = run_role("python_env", extra_vars=settings)
+        assert again.rc == 0 and again.changed == 0, again
+    finally:
+        # The env was not changed (every requirement was already met): its stamp as converge left it.
+        docker_exec(NODE, "sh", "-c", f"rm -f {gpu_file} {edited_file} && mv {stamp}.saved {stamp}")
 
 
 def test_uv_installer_gives_the_same_packages(host):
