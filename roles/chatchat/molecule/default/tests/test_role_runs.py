@@ -89,6 +89,21 @@ def test_check_mode_on_the_converged_hosts_changes_nothing(converged):
         assert snapshot(node) == converged[node]
 
 
+def test_a_config_line_changed_by_hand_shows_in_check_mode_and_the_next_run_repairs_it(converged):
+    """Drift: one line of a rendered config edited on the node. Check mode reports that change (its
+    diff shows the line) and leaves it; the next run, not a later one, writes the config back."""
+    node, config = L40, f"{CURRENT}/configs/model_config.py"
+    sh(node, f"sed -i 's/^TEMPERATURE = .*/TEMPERATURE = 0.99/' {config}")
+    assert "TEMPERATURE = 0.99" in sh(node, f"cat {config}").splitlines()
+    checked = run_chatchat("--check", "--diff", hosts=node)
+    assert checked.rc == 0 and checked.changed == 1, checked.recap
+    assert "-TEMPERATURE = 0.99" in checked.output, checked
+    assert "TEMPERATURE = 0.99" in sh(node, f"cat {config}").splitlines()
+    repaired = run_chatchat(hosts=node)
+    assert repaired.rc == 0 and repaired.changed == 1, repaired.recap
+    assert snapshot(node) == converged[node]
+
+
 @pytest.mark.idempotence
 def test_release_entry_point_is_a_no_op_on_a_deployed_release(converged, converged_release):
     result = run_chatchat(tasks_from="release.yml")
