@@ -141,7 +141,6 @@ def test_a_crash_looping_worker_fails_the_run_naming_it_and_the_next_run_recover
     assert chat(host)["usage"]["completion_tokens"] > 0
 
 
-@pytest.mark.fault
 def halt(node: str) -> None:
     """Shut the node down at once, as its power button would: SIGRTMIN+3 makes systemd (PID 1) halt,
     stopping every unit, sshd among them, and the container exits (0.3 s on the lab). `docker stop`
@@ -154,6 +153,7 @@ def halt(node: str) -> None:
         subprocess.run(["docker", "kill", node], check=True, capture_output=True)
 
 
+@pytest.mark.fault
 def test_a_node_that_reboots_mid_run_comes_back_serving_and_the_next_run_converges_it(host):
     """A run that changes one worker's tuning loses the node (it halts) at its first change
     and the node boots again (systemd starts anew, /run and /tmp are new) once that run has ended: the
