@@ -5,6 +5,7 @@ Usage (with the project venv, which has the pinned servers from lab/requirements
 
     .venv/bin/python lab/mirror.py up       # build what is missing, then start (idempotent; <1 s when up)
     .venv/bin/python lab/mirror.py build    # (re)build the content only; cached, see below
+    .venv/bin/python lab/mirror.py lock     # re-resolve the PyPI set into lab/mirror/pypi-lock.txt
     .venv/bin/python lab/mirror.py start    # start the servers, wait until every endpoint answers
     .venv/bin/python lab/mirror.py stop     # stop every process it started, remove .lab/mirror/run
     .venv/bin/python lab/mirror.py status   # endpoint -> up/down (exit 1 when any is down)
@@ -17,12 +18,17 @@ Endpoints (base http://127.0.0.1:18080, port from LAB_MIRROR_PORT), the lab colu
 CONTRIBUTING.md's "Mirror URL contract":
 
     /repository/pypi-proxy/simple/   pypiserver (a real PyPI simple index) serving .lab/mirror/pypi/:
-                                     the requirements in lab/mirror/pypi-packages.txt with their
-                                     dependencies, fetched by `pip download` from this machine's
-                                     configured index for CPython 3.11 on x86_64 (the nodes' Python).
+                                     exactly the pins of lab/mirror/pypi-lock.txt (what the lab's GPU
+                                     nodes install plus lab/mirror/pypi-packages.txt, resolved as ONE
+                                     set by `lock` for CPython 3.11 on x86_64, the nodes' Python),
+                                     downloaded once into CHATFLEET_CACHE (~/.cache/chatfleet) from
+                                     this machine's configured index, linked from there.
     /repository/raw-hosted/          static files (autoindex): lab/mirror/raw/ plus generated files
-                                     (lab/hello-1.0.0.tar.gz) and the test doubles published from
-                                     molecule/fixtures/ under fixtures/ (see raw_generated()),
+                                     (lab/hello-1.0.0.tar.gz), the upstream Chatchat release
+                                     (chatchat/Langchain-Chatchat-0.2.8.tar.gz, from
+                                     CHATFLEET_UPSTREAM_DIR, default ../shared/upstream) and the
+                                     test doubles published from molecule/fixtures/ under fixtures/
+                                     (see raw_generated()),
                                      a <file>.sha256 per file, SHA256SUMS.
     /repository/apt-debian/          Debian-layout apt repository, suite bookworm, component main,
                                      amd64, UNSIGNED (nodes need `[trusted=yes]`): the packages in
@@ -58,7 +64,7 @@ pid files and rendered configs in run/; logs in log/; build stamps in stamps/.
 Caching: each build step records a stamp (hash of its inputs: package list, base image id,
 generator version; for models the generator's sources); a step whose stamp matches is skipped,
 so a warm `up` only checks the servers. Delete .lab/mirror/stamps/ (or the content dir) to
-force a step. The pypi step keeps already-downloaded files; the apt step seeds apt's archive dir
+force a step. The pypi step downloads only the lock's files the cache lacks; the apt step seeds apt's archive dir
 with the current pool so only missing .deb files are downloaded. `start`/`up` reload a running
 nginx gracefully (SIGHUP) when its rendered configuration changed.
 
@@ -106,6 +112,17 @@ MODELS_DIR = STATE / "models"
 LFS_DIR = STATE / "lfs"
 BENCH_DIR = STATE / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
+# Downloads kept across clones and CI runs (the PyPI set is about 700 MB).
+CACHE = Path(os.environ.get("CHATFLEET_CACHE", Path.home() / ".cache" / "chatfleet"))
+PYPI_CACHE = CACHE / "pypi"
+# Third-party input that is never copied into the repository: the upstream Chatchat tarball
+# (../shared/upstream on the build machines; README.md, 'The Chatchat source').
+UPSTREAM_DIR = Path(os.environ.get("CHATFLEET_UPSTREAM_DIR", ROOT.parent / "shared" / "upstream"))
+CHATCHAT_TARBALL = "Langchain-Chatchat-0.2.8.tar.gz"
+PYPI_PACKAGES = CONF_DIR / "pypi-packages.txt"
+PYPI_LOCK = CONF_DIR / "pypi-lock.txt"
+PYTHON_ENV_DEFAULTS = ROOT / "roles" / "python_env" / "defaults" / "main.yml"
+LAB_PYTHON_ENV = ROOT / "inventories" / "lab" / "group_vars" / "gpu_nodes" / "python_env.yml"
 
 PORT = int(os.environ.get("LAB_MIRROR_PORT", "18080"))
 PYPI_PORT = PORT + 1
@@ -162,25 +179,127 @@ def cached_step(name: str, inputs: str, output: Path, build: Callable[[], None])
 
 # --------------------------------------------------------------------------- PyPI
 
+def chatchat_source() -> Path:
+    """The upstream Langchain-Chatchat v0.2.8 tarball (third-party input, never copied into the repo)."""
+    tarball = UPSTREAM_DIR / CHATCHAT_TARBALL
+    if not tarball.is_file():
+        sys.exit(f"{tarball} is missing: set CHATFLEET_UPSTREAM_DIR to the folder that holds the upstream "
+                 f"{CHATCHAT_TARBALL} (README.md, 'The Chatchat source', says how to make it from the v0.2.8 tag)")
+    return tarball
+
+
+def chatchat_requirements() -> str:
+    """The release's own requirements.txt, read from the upstream tarball."""
+    with tarfile.open(chatchat_source()) as tar:
+        member = tar.extractfile(f"{CHATCHAT_TARBALL.removesuffix('.tar.gz')}/requirements.txt")
+        return member.read().decode()
+
+
+def lab_node_requirements() -> tuple[list[str], list[str]]:
+    """(requirements, constraints) the lab's GPU nodes install: the release's requirements.txt with the
+    lab inventory's python_env edits, and python_env's pins and constraints (inventory over role defaults)."""
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "filter_plugins"))
+    try:
+        from requirement_edits import requirements_edited
+    finally:
+        sys.path.pop(0)
+    settings = {**yaml.safe_load(PYTHON_ENV_DEFAULTS.read_text()), **yaml.safe_load(LAB_PYTHON_ENV.read_text())}
+    edited = requirements_edited({"requirements.txt": chatchat_requirements()},
+                                 settings.get("python_env_requirement_edits") or {})
+    requirements = [line for line in edited.splitlines() if line.split("#", 1)[0].strip()]
+    return requirements + settings["python_env_packages"], settings["python_env_constraints"]
+
+
+def lock_inputs() -> tuple[list[str], list[str]]:
+    """(requirements, constraints) the lock resolves: what the lab nodes install plus the mirror's own
+    list (lab/mirror/pypi-packages.txt)."""
+    requirements, constraints = lab_node_requirements()
+    return requirements + read_list(PYPI_PACKAGES), constraints
+
+
+def lock_fingerprint() -> str:
+    return fingerprint(lock_inputs())
+
+
+def lock_pypi() -> None:
+    """Resolve lock_inputs() once (uv, against this machine's index plus its local wheels) into
+    lab/mirror/pypi-lock.txt, which `build` then downloads without resolving."""
+    requirements, constraints = lock_inputs()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "requirements.in").write_text("\n".join(requirements) + "\n")
+        (Path(tmp) / "constraints.txt").write_text("\n".join(constraints) + "\n")
+        # The wheel folders pip's configuration adds (this machine's torch CPU build), which uv does not read.
+        configured = subprocess.run([str(VENV_BIN / "python"), "-m", "pip", "config", "get", "global.find-links"],
+                                    capture_output=True, text=True).stdout.split()
+        links = [arg for folder in configured for arg in ("--find-links", folder)]
+        out = run([str(VENV_BIN / "uv"), "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+                   "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28", *links,
+                   "--constraint", f"{tmp}/constraints.txt", f"{tmp}/requirements.in"],
+                  capture_output=True, text=True).stdout
+    pins = [line for line in out.splitlines() if line and not line.startswith(("#", " "))]
+    PYPI_LOCK.write_text(
+        "# The lab mirror's PyPI set: ONE resolution, written by `.venv/bin/python lab/mirror.py lock`\n"
+        "# from lock_inputs() (lab/mirror.py). Do not edit; re-lock after changing those inputs.\n"
+        f"# inputs: {lock_fingerprint()}\n" + "\n".join(pins) + "\n")
+    log(f"lock: {len(pins)} pins in {PYPI_LOCK.relative_to(ROOT)}")
+
+
+def locked_pins() -> dict[str, str]:
+    """{canonical project name: version} of pypi-lock.txt."""
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(name): version
+            for name, version in (pin.split("==", 1) for pin in read_list(PYPI_LOCK))}
+
+
+def cached_file(name: str, version: str) -> Path | None:
+    """The downloaded file of `name==version` in the download cache, if there is one."""
+    from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+    from packaging.version import Version
+
+    for path in PYPI_CACHE.glob("*"):
+        try:
+            project, found = (parse_wheel_filename(path.name)[:2] if path.name.endswith(".whl")
+                              else parse_sdist_filename(path.name))
+        except ValueError:
+            continue
+        if canonicalize_name(project) == name and found == Version(version):
+            return path
+    return None
+
+
 def build_pypi() -> None:
-    reqs = CONF_DIR / "pypi-packages.txt"
-
     def build() -> None:
-        PYPI_DIR.mkdir(parents=True, exist_ok=True)
-        # The venv's interpreter is CPython 3.11 on Debian 12 x86_64, the nodes' platform, so a plain
-        # download picks the files the nodes need. The machine's configured index is used, and pip
-        # keeps files already in the directory: only what is missing is fetched.
-        out = run([str(VENV_BIN / "python"), "-m", "pip", "download", "--disable-pip-version-check",
-                   "--dest", str(PYPI_DIR), "--requirement", str(reqs)], capture_output=True, text=True).stdout
-        # Keep exactly this resolution: files left from an earlier package list would serve a
-        # second version that a fresh mirror (CI) does not have.
-        kept = {Path(m).name for m in re.findall(r"^\s*(?:Saved|File was already downloaded) (\S+)$", out, re.M)}
-        if not kept:
-            sys.exit(f"pip download reported no files:\n{out}")
-        for stale in (p for p in PYPI_DIR.iterdir() if p.is_file() and p.name not in kept):
-            stale.unlink()
+        # Files are downloaded once into the cache outside the clone (CHATFLEET_CACHE), which later
+        # clones and CI runs share; the served directory holds exactly the lock's files, as links.
+        PYPI_CACHE.mkdir(parents=True, exist_ok=True)
+        pins = locked_pins()
+        missing = [f"{name}=={version}" for name, version in pins.items() if cached_file(name, version) is None]
+        if missing:
+            log(f"pypi: downloading {len(missing)} of {len(pins)} files into {PYPI_CACHE}")
+            with tempfile.NamedTemporaryFile("w", suffix=".txt") as reqs:
+                reqs.write("\n".join(missing) + "\n")
+                reqs.flush()
+                # The machine's configured index and local wheels (torch's CPU build); no resolving.
+                run([str(VENV_BIN / "python"), "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
+                     "--no-deps", "--dest", str(PYPI_CACHE), "--requirement", reqs.name])
+        shutil.rmtree(PYPI_DIR, ignore_errors=True)
+        PYPI_DIR.mkdir(parents=True)
+        for name, version in pins.items():
+            source = cached_file(name, version)
+            if source is None:
+                sys.exit(f"pypi: {name}=={version} is not in {PYPI_CACHE} after the download")
+            try:
+                os.link(source, PYPI_DIR / source.name)
+            except OSError:
+                shutil.copy2(source, PYPI_DIR / source.name)
 
-    cached_step("pypi", fingerprint(reqs.read_text()), PYPI_DIR, build)
+    if read_list(PYPI_LOCK) and PYPI_LOCK.read_text().find(f"# inputs: {lock_fingerprint()}\n") < 0:
+        sys.exit(f"{PYPI_LOCK.relative_to(ROOT)} is not the resolution of its inputs any more: "
+                 "run `.venv/bin/python lab/mirror.py lock`")
+    cached_step("pypi", fingerprint(PYPI_LOCK.read_text()), PYPI_DIR, build)
 
 
 # --------------------------------------------------------------------------- raw-hosted
@@ -189,9 +308,7 @@ RAW_GENERATED_VERSION = "2"
 FIXTURES = ROOT / "molecule" / "fixtures"
 # Test doubles published under raw-hosted/fixtures/ (named as doubles; only tests point roles at them):
 #   molecule/fixtures/conda/build_installer_doubles.py  ->  fixtures/conda/<installer>  (rendered)
-#   molecule/fixtures/chatchat/<Top-Dir>/               ->  fixtures/chatchat/<Top-Dir>.tar.gz
 CONDA_DOUBLES = FIXTURES / "conda"
-CHATCHAT_TREES = FIXTURES / "chatchat"
 
 
 def conda_installer_doubles() -> dict[str, bytes]:
@@ -218,28 +335,18 @@ def reproducible_tarball(files: dict[str, tuple[bytes, int]]) -> bytes:
     return out.getvalue()
 
 
-def tree_tarball(top: Path) -> bytes:
-    """Tarball of directory `top` with members under `<top.name>/` (as GitHub's source archives)."""
-    files = {}
-    for path in sorted(p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        mode = 0o755 if os.access(path, os.X_OK) else 0o644
-        files[f"{top.name}/{path.relative_to(top).as_posix()}"] = (path.read_bytes(), mode)
-    return reproducible_tarball(files)
-
-
 def raw_generated() -> dict[str, bytes]:
-    """Files the build adds to raw-hosted: a sample tarball and the published test doubles."""
+    """Files the build adds to raw-hosted: a sample tarball, the upstream Chatchat release and the
+    published test doubles."""
     generated = {
         "lab/hello-1.0.0.tar.gz": reproducible_tarball({
             "hello-1.0.0/bin/hello": (b"#!/bin/sh\necho 'hello from the lab mirror'\n", 0o755),
             "hello-1.0.0/README": (b"A sample application tarball served by the lab mirror.\n", 0o644),
         }),
     }
+    generated[f"chatchat/{CHATCHAT_TARBALL}"] = chatchat_source().read_bytes()
     for name, data in conda_installer_doubles().items():
         generated[f"fixtures/conda/{name}"] = data
-    if CHATCHAT_TREES.is_dir():
-        for top in sorted(p for p in CHATCHAT_TREES.iterdir() if p.is_dir()):
-            generated[f"fixtures/chatchat/{top.name}.tar.gz"] = tree_tarball(top)
     return generated
 
 
@@ -829,7 +936,7 @@ def status() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "build", "start", "stop", "status", "models", "bench-model"])
+    parser.add_argument("command", choices=["up", "build", "lock", "start", "stop", "status", "models", "bench-model"])
     parser.add_argument("--json", action="store_true", help="models: print the summary as JSON")
     parser.add_argument("--size-mb", type=int, help="bench-model: MiB of random data (4 LFS files)")
     args = parser.parse_args()
@@ -845,6 +952,8 @@ def main() -> None:
         start()
     elif args.command == "build":
         build()
+    elif args.command == "lock":
+        lock_pypi()
     elif args.command == "start":
         start()
     elif args.command == "stop":

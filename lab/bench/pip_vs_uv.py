@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """pip vs uv: install time of the same requirement set from the same mirror, side by side.
 
-Run on the host against the running lab mirror (stdlib only):
+Run on the host against the running lab mirror:
 
     .venv/bin/python lab/bench/pip_vs_uv.py [--runs 3] [--python /usr/bin/python3]
 
-The requirement set is what python_env installs in the lab: the pins and constraints of the lab
-inventory (inventories/lab/group_vars/gpu_nodes/python_env.yml, else the role's defaults in
-roles/python_env/defaults/main.yml) plus the Chatchat fixture's requirements.txt
-(molecule/fixtures/chatchat/*/requirements.txt). uv runs with --compile-bytecode, as the role runs
+The requirement set is what python_env installs on the lab's GPU nodes (lab/mirror.py's
+lab_node_requirements()): the real v0.2.8 requirements.txt with the lab inventory's python_env
+edits, pins and constraints. uv runs with --compile-bytecode, as the role runs
 it, so that both installers leave the same .pyc files (pip compiles by default). Each run makes two fresh
 venvs with the same interpreter and installs the set into one with that venv's pip and into
 the other with uv (the pinned version, installed once from the mirror into a tool venv), each
@@ -20,7 +19,6 @@ install command is timed (venv creation is not). After each run both venvs must 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -35,27 +33,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = ROOT / "roles" / "python_env" / "defaults" / "main.yml"
-# The lab's own python_env settings (its constraints move setuptools for the lab's torch build).
-LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "gpu_nodes" / "python_env.yml"
-FIXTURE_REQUIREMENTS = "molecule/fixtures/chatchat/*/requirements.txt"
-
-
-def yaml_string_list(text: str, key: str, missing: list[str] | None = None) -> list[str]:
-    """The items of a top-level block list `key:` of plain strings (enough for the role's defaults);
-    `missing` when the text has no such list, if given."""
-    items: list[str] = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.rstrip() == f"{key}:":
-            for item in lines[i + 1:]:
-                match = re.match(r"^\s+-\s+(.*?)\s*$", item)
-                if not match:
-                    break
-                items.append(match.group(1).strip("\"'"))
-            return items
-    if missing is not None:
-        return missing
-    raise SystemExit(f"{DEFAULTS}: no block list {key}")
 
 
 def yaml_scalar(text: str, key: str) -> str:
@@ -101,20 +78,17 @@ def main() -> int:
 
     index = f"{args.mirror}/repository/pypi-proxy/simple/"
     defaults = DEFAULTS.read_text()
-    lab = LAB_VARS.read_text()
-    pins = yaml_string_list(lab, "python_env_packages", yaml_string_list(defaults, "python_env_packages"))
-    constraints = yaml_string_list(lab, "python_env_constraints", yaml_string_list(defaults, "python_env_constraints"))
     uv_version = yaml_scalar(defaults, "python_env_uv_version")
-    fixtures = sorted(glob.glob(str(ROOT / FIXTURE_REQUIREMENTS)))
-    if not fixtures:
-        raise SystemExit(f"no Chatchat fixture requirements under {ROOT / FIXTURE_REQUIREMENTS}")
-    requirements = Path(fixtures[0])
+    # What the lab's GPU nodes install: v0.2.8's requirements.txt with the lab's python_env edits.
+    sys.path.insert(0, str(ROOT / "lab"))
+    import mirror
+    node_requirements, constraints = mirror.lab_node_requirements()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pip-vs-uv-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "constraints.txt").write_text("\n".join(constraints) + "\n")
-    (work / "pins.txt").write_text("\n".join(pins) + "\n")
-    req_args = ["-c", str(work / "constraints.txt"), "-r", str(work / "pins.txt"), "-r", str(requirements)]
+    (work / "requirements.txt").write_text("\n".join(node_requirements) + "\n")
+    req_args = ["-c", str(work / "constraints.txt"), "-r", str(work / "requirements.txt")]
     base = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": index, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_NO_INPUT": "1", "PIP_PROGRESS_BAR": "off", "PIP_ROOT_USER_ACTION": "ignore", "PYTHONNOUSERSITE": "1",
             "UV_NO_CONFIG": "1", "UV_INDEX_URL": index, "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
@@ -174,7 +148,7 @@ def main() -> int:
     print()
     for key, value in machine.items():
         print(f"{key + ':':8} {value}")
-    print(f"{'set:':8} pins {pins} + constraints {constraints} + {requirements.relative_to(ROOT)}")
+    print(f"{'set:':8} v0.2.8 requirements.txt with the lab's python_env edits, pins and constraints {constraints}")
     print()
     print("| run | order | pip (s) | uv (s) | pip/uv | packages | same set |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")

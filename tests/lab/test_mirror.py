@@ -79,10 +79,8 @@ def test_status_reports_every_endpoint_up() -> None:
 
 def test_pypi_index_lists_every_requirement() -> None:
     index = fetch(PYPI_INDEX).decode().lower()
-    for req in read_list("pypi-packages.txt"):
-        name = req.split(";")[0].split("[")[0]
-        for sep in "<>=!~ ":
-            name = name.split(sep)[0]
+    for req in read_list("pypi-lock.txt"):
+        name = req.split("==")[0]
         assert f">{name.lower().replace('_', '-')}<" in index.replace("_", "-")
 
 
@@ -109,14 +107,6 @@ def served_versions() -> dict[str, set]:
     return versions
 
 
-def test_pypi_serves_one_version_of_each_project() -> None:
-    """pypi-packages.txt is ONE resolution: a second version of a project is a file left over from an
-    earlier list or from pip's backtracking, which a freshly built mirror (CI) would not serve."""
-    versions = served_versions()
-    assert len(versions) > 50
-    assert {p: sorted(map(str, v)) for p, v in versions.items() if len(v) > 1} == {}
-
-
 def test_pypi_serves_torch_as_the_cpu_build_without_cuda_packages() -> None:
     """torch==2.13.0 resolves to the build machine's CPU wheel; PyPI's build would bring nvidia-* and triton."""
     versions = served_versions()
@@ -124,20 +114,32 @@ def test_pypi_serves_torch_as_the_cpu_build_without_cuda_packages() -> None:
     assert sorted(p for p in versions if p.startswith("nvidia-") or p.endswith("triton")) == []
 
 
-CHATCHAT_FIXTURE = ROOT / "molecule" / "fixtures" / "chatchat" / "Langchain-Chatchat-0.2.8"
-
-
-@pytest.mark.parametrize("requirements", sorted(p.name for p in CHATCHAT_FIXTURE.glob("requirements*.txt")))
-def test_pypi_serves_every_chatchat_fixture_requirement(requirements: str) -> None:
-    """Each line of the Chatchat double's requirement files is served in a version it admits, so
-    `pip install -r` of any of them can resolve against the mirror."""
+def test_pypi_serves_exactly_the_lock() -> None:
+    """The served set is pypi-lock.txt, file for file: what the lab nodes install resolves against it."""
     versions = served_versions()
-    lines = (line.split("#", 1)[0].strip() for line in (CHATCHAT_FIXTURE / requirements).read_text().splitlines())
-    for line in filter(None, lines):
-        req = Requirement(line)
-        served = versions.get(canonicalize_name(req.name), set())
-        assert any(req.specifier.contains(v, prereleases=True) for v in served), \
-            f"{requirements}: {line} (served: {sorted(map(str, served))})"
+    locked = {canonicalize_name(name): version for name, version in (pin.split("==") for pin in read_list("pypi-lock.txt"))}
+    assert {name: sorted(map(str, v)) for name, v in versions.items()} == {name: [v] for name, v in locked.items()}
+
+
+def test_the_lock_is_the_resolution_of_its_inputs() -> None:
+    """pypi-lock.txt records the fingerprint of what it resolved (the release's requirements.txt with the
+    lab inventory's python_env edits, pins and constraints, pypi-packages.txt): a changed input without a
+    new `lab/mirror.py lock` fails here."""
+    sys.path.insert(0, str(ROOT / "lab"))
+    import mirror
+    assert f"# inputs: {mirror.lock_fingerprint()}" in (ROOT / "lab" / "mirror" / "pypi-lock.txt").read_text()
+
+
+def test_the_lab_nodes_requirement_set_is_v028s_with_the_lab_edits() -> None:
+    sys.path.insert(0, str(ROOT / "lab"))
+    import mirror
+    requirements, constraints = mirror.lab_node_requirements()
+    names = {canonicalize_name(Requirement(line).name): line for line in requirements}
+    assert not {"vllm", "xformers", "torchvision", "torchaudio"} & set(names)
+    assert names["torch"] == "torch==2.13.0"
+    assert names["unstructured"].startswith("unstructured[csv,") and "pdf" not in names["unstructured"]
+    assert "python-multipart" in names and "langchain-experimental" in names
+    assert {"httpx<0.28", "nltk<3.9", "PyMuPDF<1.25", "transformers<4.46"} <= set(constraints)
 
 
 def test_raw_files_match_sha256sums() -> None:
@@ -426,8 +428,8 @@ def test_conda_proxy_is_documented_as_absent() -> None:
     assert status_of(f"{BASE}/repository/conda-proxy/") == 404
 
 
-# The test doubles published from molecule/fixtures/ and the SHA-256 pins that point at them:
-# a fixture edited without updating its pin fails here, before any molecule run.
+# The release and the test doubles the mirror publishes, and the SHA-256 pins that point at them:
+# a file changed without updating its pin fails here, before any molecule run.
 def _pinned(path: str, key: str) -> str:
     for line in (ROOT / path).read_text().splitlines():
         if line.strip().startswith(f"{key}:"):
@@ -436,7 +438,7 @@ def _pinned(path: str, key: str) -> str:
 
 
 @pytest.mark.parametrize(("served", "pin_file", "pin_key"), [
-    ("fixtures/chatchat/Langchain-Chatchat-0.2.8.tar.gz",
+    ("chatchat/Langchain-Chatchat-0.2.8.tar.gz",
      "inventories/lab/group_vars/gpu_nodes/chatchat.yml", "chatchat_source_sha256"),
     ("fixtures/conda/Miniconda3-double-23.11.0-Linux-x86_64.sh",
      "roles/conda/molecule/default/molecule.yml", "conda_installer_sha256"),
@@ -447,15 +449,13 @@ def test_published_fixture_matches_its_pin(served, pin_file, pin_key):
     assert fetch(RAW + served + ".sha256").decode().split()[0] == hashlib.sha256(data).hexdigest()
 
 
-def test_chatchat_fixture_has_the_release_layout():
-    with tarfile.open(fileobj=io.BytesIO(fetch(RAW + "fixtures/chatchat/Langchain-Chatchat-0.2.8.tar.gz"))) as tar:
+def test_the_chatchat_release_is_upstreams_v028_tree():
+    with tarfile.open(fileobj=io.BytesIO(fetch(RAW + "chatchat/Langchain-Chatchat-0.2.8.tar.gz"))) as tar:
         names = set(tar.getnames())
     top = "Langchain-Chatchat-0.2.8/"
-    for member in ("startup.py", "init_database.py", "webui.py", "copy_config_example.py", "server/__init__.py",
-                   "server/db.py", "server/api.py", "configs/__init__.py",
-                   *(f"requirements{kind}.txt" for kind in ("", "_api", "_webui", "_lite")),
+    for member in ("startup.py", "init_database.py", "webui.py", "copy_config_example.py", "server/api.py",
+                   "configs/__init__.py", "requirements.txt", "LICENSE",
                    *(f"configs/{c}_config.py.example" for c in ("basic", "kb", "model", "prompt", "server"))):
         assert top + member in names, member
     assert any(n.startswith(top + "nltk_data/") for n in names)
-    assert any(n.startswith(top + "server/") for n in names)
     assert all(n.startswith(top) for n in names)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import pytest
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 from testlib import ROOT, docker_exec, run_playbook
 
@@ -19,6 +22,11 @@ testinfra_hosts = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts
 @pytest.fixture()
 def node(host):
     return host.backend.get_hostname()
+
+
+def lab_group_vars(group: str, topic: str) -> dict:
+    """A file of the lab inventory's group_vars, which the scenario links."""
+    return yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / group / f"{topic}.yml").read_text())
 
 
 def run_site(*options: str, extra_inventory: str | None = None):
@@ -157,8 +165,9 @@ def test_the_model_cache_serves_the_other_gpu_node(host, node):
 def test_release_is_current_and_database_initialised_once(host):
     link = host.file(CURRENT)
     assert link.is_symlink and link.linked_to.startswith("/opt/chatchat/releases/v0.2.8-")
-    log = host.file("/var/lib/chatchat/init_database.double.log")
-    assert log.exists and len(log.content_string.splitlines()) == 1
+    marker = json.loads(host.file("/var/lib/chatchat/.init_database.done").content_string)
+    assert marker["mode"] == "create-tables" and link.linked_to.endswith(marker["release"])
+    assert host.file("/var/lib/chatchat/knowledge_base/info.db").user == "chatchat"
 
 
 # Each node's services (lab group_vars: the L40 node on the default ports, the A100 node's moved by
@@ -208,6 +217,51 @@ def test_each_nodes_openai_api_answers_a_chat_completion_through_its_workers(hos
     assert status == 200, text
     answer = json.loads(text)
     assert answer["usage"]["completion_tokens"] > 0 and answer["choices"][0]["message"]["role"] == "assistant"
+
+
+# Reads the KB's Milvus collection as the application user, then as a user of no role (made and
+# removed with the root account): prints what each got.
+MILVUS_READERS = """
+import json, sys
+from pymilvus import Collection, connections, utility
+import configs
+kb, root_password = sys.argv[1:3]
+conf = configs.kbs_config["milvus"]
+connections.connect("app", host=conf["host"], port=conf["port"], user=conf["user"], password=conf["password"], timeout=10)
+collection = Collection(kb, using="app")
+collection.load()
+out = {"user": conf["user"], "rows": len(collection.query(expr="pk > 0", output_fields=["pk"], limit=100))}
+connections.connect("root", host=conf["host"], port=conf["port"], user="root", password=root_password, timeout=10)
+utility.create_user("e2e_no_role", "No-role-Pw1", using="root")
+try:
+    connections.connect("other", host=conf["host"], port=conf["port"], user="e2e_no_role", password="No-role-Pw1", timeout=10)
+    try:
+        out["other"] = len(Collection(kb, using="other").query(expr="pk > 0", limit=100))
+    except Exception as exc:
+        out["other"] = str(exc)
+finally:
+    utility.delete_user("e2e_no_role", using="root")
+print(json.dumps(out))
+"""
+
+
+def test_each_nodes_knowledge_base_answers_from_milvus_citing_the_uploaded_document(host, node):
+    """The real v0.2.8 API of each GPU node: create a KB in Milvus, upload the lab's document, the
+    knowledge-base chat cites it; /chat/chat and /other/completion answer. The collection is in Milvus
+    and readable by the application user only."""
+    kb = f"{node.replace('-', '_')}_e2e"
+    e2e = subprocess.run([sys.executable, str(ROOT / "lab" / "chatchat_e2e.py"), "--api",
+                          f"http://127.0.0.1:{SERVICES[node]['api']}", "--kb", kb, "--model", "tiny-gpt2"],
+                         capture_output=True, text=True, timeout=600)
+    result = json.loads(e2e.stdout or "{}")
+    assert e2e.returncode == 0 and result["problems"] == [], e2e.stdout + e2e.stderr
+    assert result["cited"] == ["chatfleet-lab-facts.csv"]
+    assert result["kb_answer"] and result["chat"] and result["completion"]
+    root_password = lab_group_vars("all", "milvus")["milvus_root_password"]
+    out = host.check_output(f"cd {CURRENT} && {ENV}/bin/python - {kb} {root_password} <<'EOF'\n{MILVUS_READERS}\nEOF")
+    readers = json.loads(out.splitlines()[-1])
+    assert (readers["user"], readers["rows"]) == ("chatchat", 2)  # the document's two rows
+    assert "permission deny" in str(readers["other"]).lower(), readers
 
 
 def test_the_workers_carry_their_gpu_groups_profile(host, node):

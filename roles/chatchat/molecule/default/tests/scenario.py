@@ -1,6 +1,8 @@
 """Paths and facts of the chatchat scenario, read from the repository and the lab mirror."""
 from __future__ import annotations
 
+import io
+import tarfile
 import urllib.request
 
 import yaml
@@ -11,9 +13,8 @@ PYTHON = f"{ENV}/bin/python"
 CHATCHAT_ROOT = "/opt/chatchat"
 CURRENT = f"{CHATCHAT_ROOT}/current"
 DATA = "/var/lib/chatchat"
-FIXTURE = ROOT / "molecule" / "fixtures" / "chatchat" / "Langchain-Chatchat-0.2.8"
 LAB_VARS = ROOT / "inventories" / "lab" / "group_vars" / "gpu_nodes" / "chatchat.yml"
-TARBALL = "fixtures/chatchat/Langchain-Chatchat-0.2.8.tar.gz"
+TARBALL = "chatchat/Langchain-Chatchat-0.2.8.tar.gz"
 L40 = "chatchat-l40"
 A100 = "chatchat-a100"
 NODES = (L40, A100)
@@ -32,7 +33,10 @@ def release_dir(version: str, source_id: str) -> str:
     return f"{CHATCHAT_ROOT}/releases/v{version}-{source_id[:12]}"
 
 
-def fixture_files(subdir: str) -> list[str]:
-    base = FIXTURE / subdir
-    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-
+def source_files(subdir: str) -> list[str]:
+    """The files under `subdir` of the release tarball the lab mirror serves (the real v0.2.8 tree)."""
+    with urllib.request.urlopen(f"{RAW_URL}{TARBALL}", timeout=60) as response:
+        data = response.read()
+    prefix = f"Langchain-Chatchat-0.2.8/{subdir}/"
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sorted(m.name[len(prefix):] for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix))

@@ -6,13 +6,12 @@ one release directory, init_database run once).
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, ENV, FIXTURE, L40, NODES, PYTHON, release_dir
-from testlib import docker_exec, run_playbook
+from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, ENV, L40, NODES, PYTHON, TARBALL, release_dir
+from testlib import RAW_URL, docker_exec, run_playbook
 
 CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 GIT_REPO = "/srv/git/Langchain-Chatchat.git"
@@ -45,11 +44,8 @@ def snapshot(node: str) -> dict:
         "configs": sh(node, f"cd {CURRENT}/configs && sha256sum *.py"),
         "env": sh(node, f"ls -la --time-style=full-iso {ENV} {ENV}/bin"),
         "data": sh(node, f"ls -laR --time-style=full-iso {DATA}"),
+        "init_marker": sh(node, f"cat {DATA}/.init_database.done"),
     }
-
-
-def init_runs(node: str, data: str = DATA) -> list[dict]:
-    return [json.loads(line) for line in sh(node, f"cat {data}/init_database.double.log").splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +182,8 @@ def test_new_release_keeps_the_previous_one_and_rollback_is_a_link_change(conver
         # The previous release is intact, and init_database did not run again.
         assert sh(L40, f"cd {converged_release}/configs && sha256sum *.py") == converged[L40]["configs"]
         assert sh(L40, f"ls {converged_release}/startup.py") == f"{converged_release}/startup.py"
-        assert len(init_runs(L40)) == 1
+        # init_database.py did not run again: the marker is the converge's.
+    assert sh(L40, f"cat {DATA}/.init_database.done") == converged[L40]["init_marker"]
 
         # Back to the converged release, with the mirror out of reach and one release to keep:
         # nothing is downloaded, the link changes, and the other release goes, never the active one.
@@ -204,10 +201,12 @@ def test_new_release_keeps_the_previous_one_and_rollback_is_a_link_change(conver
 
 @pytest.fixture()
 def git_mirror(converged, converged_release):
-    """A bare git repository on the L40 node holding the fixture tree, tagged v0.2.8."""
+    """A bare git repository on the L40 node holding the real v0.2.8 tree (from the mirror's tarball),
+    tagged v0.2.8 (a commit of its own: the tarball carries no history)."""
     docker_exec(L40, "rm", "-rf", "/srv/git", "/srv/chatchat-src")
-    docker_exec(L40, "mkdir", "-p", "/srv/git")
-    subprocess.run(["docker", "cp", str(FIXTURE), f"{L40}:/srv/chatchat-src"], check=True, capture_output=True)
+    docker_exec(L40, "mkdir", "-p", "/srv/git", "/srv/chatchat-src")
+    fetch = f"import shutil, sys, urllib.request; shutil.copyfileobj(urllib.request.urlopen('{RAW_URL}{TARBALL}'), sys.stdout.buffer)"
+    sh(L40, f"python3 -c \"{fetch}\" | tar -xz --strip-components=1 -C /srv/chatchat-src")
     sh(L40, "cd /srv/chatchat-src && git init -q && git add -A && "
             "git -c user.name=fixture -c user.email=fixture@example.invalid commit -q -m fixture && "
             f"git tag v0.2.8 && git clone -q --bare /srv/chatchat-src {GIT_REPO}")
@@ -229,31 +228,33 @@ def test_git_source_deploys_the_pinned_commit(converged, converged_release, git_
     origin = json.loads(sh(L40, f"cat {deployed}/.chatfleet-release.json"))
     assert (origin["method"], origin["git_commit"]) == ("git", git_mirror)
     assert sh(L40, f"cd {CURRENT} && {PYTHON} -c 'import configs; print(configs.DEFAULT_VS_TYPE)'") == "milvus"
-    assert len(init_runs(L40)) == 1
+    # init_database.py did not run again: the marker is the converge's.
+    assert sh(L40, f"cat {DATA}/.init_database.done") == converged[L40]["init_marker"]
 
 
 def test_recreate_vs_runs_once_per_data_dir(converged, converged_release):
     # Not next to DATA: the snapshot lists DATA with ls -a, whose ".." line is /var/lib itself.
+    # No knowledge-base folders: the real --recreate-vs rebuilds each one's vector store, which needs
+    # Milvus and the embedding model (the whole-site scenario has both); here it creates the tables.
     scratch = "/srv/chatchat-recreate"
-    extra = {"chatchat_data_dir": scratch, "chatchat_init_database_mode": "recreate-vs",
-             "chatchat_knowledge_bases": ["samples", "faq_zh"]}
+    extra = {"chatchat_data_dir": scratch, "chatchat_init_database_mode": "recreate-vs", "chatchat_knowledge_bases": []}
     # The runs template the converged release's configs for the scratch data dir: keep them to put back.
     sh(L40, f"rm -rf /root/configs.saved && cp -a {converged_release}/configs /root/configs.saved")
     try:
         first = run_chatchat(hosts=L40, extra_vars=extra)
         assert first.rc == 0, first
-        runs = init_runs(L40, scratch)
-        assert len(runs) == 1
-        assert runs[0]["argv"] == ["--recreate-vs"]
-        assert runs[0]["knowledge_bases"] == ["faq_zh", "samples"]
-        assert runs[0]["vs_type"] == "milvus"
-        assert json.loads(sh(L40, f"cat {scratch}/.init_database.done"))["mode"] == "recreate-vs"
+        marker = json.loads(sh(L40, f"cat {scratch}/.init_database.done"))
+        assert marker["mode"] == "recreate-vs"
+        assert marker["command"].endswith("init_database.py --recreate-vs")
+        assert "knowledge_base" in sh(L40, f"{PYTHON} -c \"import sqlite3; print(sqlite3.connect('{scratch}/knowledge_base/info.db')"
+                                         f".execute('select name from sqlite_master').fetchall())\"")
 
         again = run_chatchat(hosts=L40, extra_vars=extra)
         assert again.rc == 0, again
+        # changed=0: the script (a command, always "changed" when it runs) did not run again.
         assert again.recap[L40]["changed"] == 0, again.recap
-        assert len(init_runs(L40, scratch)) == 1
-        assert len(init_runs(L40)) == 1
+        assert json.loads(sh(L40, f"cat {scratch}/.init_database.done")) == marker
+        assert sh(L40, f"cat {DATA}/.init_database.done") == converged[L40]["init_marker"]
     finally:
         sh(L40, f"cp -a /root/configs.saved/. {converged_release}/configs/ && rm -rf /root/configs.saved")
         docker_exec(L40, "rm", "-rf", scratch)
