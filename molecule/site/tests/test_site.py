@@ -10,6 +10,7 @@ import tempfile
 import pytest
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
+from site_kb import ask_kb, kb_name
 from testlib import ROOT, docker_exec, run_playbook
 
 MIRROR = "127.0.0.1:18080"
@@ -219,6 +220,17 @@ def test_each_nodes_openai_api_answers_a_chat_completion_through_its_workers(hos
     assert answer["usage"]["completion_tokens"] > 0 and answer["choices"][0]["message"]["role"] == "assistant"
 
 
+def test_the_real_webui_renders_the_dialogue_page_in_chromium(node):
+    """webui.py under streamlit, drawn by headless Chromium: Chatchat's dialogue page, no exception.
+    The screenshot is kept under artifacts/."""
+    check = subprocess.run([sys.executable, str(ROOT / "lab" / "webui_check.py"), "--url",
+                            f"http://127.0.0.1:{SERVICES[node]['webui']}", "--screenshot",
+                            str(ROOT / "artifacts" / f"webui-{node}.png")], capture_output=True, text=True, timeout=600)
+    result = json.loads(check.stdout or "{}")
+    assert check.returncode == 0 and result["problems"] == [], check.stdout + check.stderr
+    assert result["dialogue"] and result["version"] == "v0.2.8" and result["exceptions"] == []
+
+
 # Reads the KB's Milvus collection as the application user, then as a user of no role (made and
 # removed with the root account): prints what each got.
 MILVUS_READERS = """
@@ -249,12 +261,8 @@ def test_each_nodes_knowledge_base_answers_from_milvus_citing_the_uploaded_docum
     """The real v0.2.8 API of each GPU node: create a KB in Milvus, upload the lab's document, the
     knowledge-base chat cites it; /chat/chat and /other/completion answer. The collection is in Milvus
     and readable by the application user only."""
-    kb = f"{node.replace('-', '_')}_e2e"
-    e2e = subprocess.run([sys.executable, str(ROOT / "lab" / "chatchat_e2e.py"), "--api",
-                          f"http://127.0.0.1:{SERVICES[node]['api']}", "--kb", kb, "--model", "tiny-gpt2"],
-                         capture_output=True, text=True, timeout=600)
-    result = json.loads(e2e.stdout or "{}")
-    assert e2e.returncode == 0 and result["problems"] == [], e2e.stdout + e2e.stderr
+    kb = kb_name(node)
+    result = ask_kb(node)
     assert result["cited"] == ["chatfleet-lab-facts.csv"]
     assert result["kb_answer"] and result["chat"] and result["completion"]
     root_password = lab_group_vars("all", "milvus")["milvus_root_password"]

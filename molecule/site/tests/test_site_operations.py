@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from site_kb import ask_kb
 from testlib import ROOT, docker_exec, run_playbook, run_role, wait_booted
 
 OPENAI_PORT = {"site-l40-1": 20000, "site-a100-1": 21000}
@@ -240,9 +241,12 @@ def test_a_node_rebooting_mid_rollout_fails_the_run_loses_nothing_and_the_next_r
     assert "/releases/v0.2.8.1-" in current_release(other)
     assert recovered.report["hosts"][other]["health_after"]["healthy"], recovered.report["hosts"][other]
     assert "chatchat : Point current at the release" in recovered.report["hosts"][other]["changed_tasks"]
+    # The knowledge bases test_site.py filled live outside the releases: the new release answers from them.
+    for node in NODES:
+        assert ask_kb(node, "--ask-only")["cited"] == ["chatfleet-lab-facts.csv"], node
 
 
-def test_a_rollback_returns_every_node_to_the_previous_release(tmp_path, releases_before):
+def test_a_rollback_returns_every_node_to_the_previous_release_and_the_knowledge_bases_answer(tmp_path, releases_before):
     # Both GPU nodes in one batch: the batches are the rollout tests' subject, not this one's.
     back = chatfleet(tmp_path, "rollout", "--rollback", "--serial", "100%", "--allow-all-at-once")
     assert back.rc == 0, back
@@ -251,6 +255,8 @@ def test_a_rollback_returns_every_node_to_the_previous_release(tmp_path, release
         assert "chatchat : Point current at the previous release" in back.report["hosts"][node]["changed_tasks"]
         assert back.report["hosts"][node]["health_after"]["healthy"]
         assert chat_tokens(node) > 0
+        # The KB filled under the first release and asked under the new one still answers after the rollback.
+        assert ask_kb(node, "--ask-only")["cited"] == ["chatfleet-lab-facts.csv"], node
 
 
 @pytest.mark.check_mode

@@ -234,10 +234,11 @@ def test_git_source_deploys_the_pinned_commit(converged, converged_release, git_
 
 def test_recreate_vs_runs_once_per_data_dir(converged, converged_release):
     # Not next to DATA: the snapshot lists DATA with ls -a, whose ".." line is /var/lib itself.
-    # No knowledge-base folders: the real --recreate-vs rebuilds each one's vector store, which needs
-    # Milvus and the embedding model (the whole-site scenario has both); here it creates the tables.
+    # The real --recreate-vs rebuilds every knowledge base's vector store with the embedding model:
+    # FAISS here (this scenario has no Milvus; the whole-site scenario's KBs are in Milvus).
     scratch = "/srv/chatchat-recreate"
-    extra = {"chatchat_data_dir": scratch, "chatchat_init_database_mode": "recreate-vs", "chatchat_knowledge_bases": []}
+    extra = {"chatchat_data_dir": scratch, "chatchat_init_database_mode": "recreate-vs",
+             "chatchat_knowledge_bases": ["samples", "faq_zh"], "chatchat_default_vs_type": "faiss"}
     # The runs template the converged release's configs for the scratch data dir: keep them to put back.
     sh(L40, f"rm -rf /root/configs.saved && cp -a {converged_release}/configs /root/configs.saved")
     try:
@@ -246,8 +247,9 @@ def test_recreate_vs_runs_once_per_data_dir(converged, converged_release):
         marker = json.loads(sh(L40, f"cat {scratch}/.init_database.done"))
         assert marker["mode"] == "recreate-vs"
         assert marker["command"].endswith("init_database.py --recreate-vs")
-        assert "knowledge_base" in sh(L40, f"{PYTHON} -c \"import sqlite3; print(sqlite3.connect('{scratch}/knowledge_base/info.db')"
-                                         f".execute('select name from sqlite_master').fetchall())\"")
+        stores = sh(L40, f"cd {scratch}/knowledge_base && ls -d */vector_store/*/index.faiss")
+        assert stores.split() == ["faq_zh/vector_store/tiny-bert-embed/index.faiss",
+                                  "samples/vector_store/tiny-bert-embed/index.faiss"]
 
         again = run_chatchat(hosts=L40, extra_vars=extra)
         assert again.rc == 0, again

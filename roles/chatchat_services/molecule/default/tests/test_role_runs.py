@@ -15,6 +15,8 @@ from conftest import (NODE, PORTS, RELEASE, UNITS, WORKERS, chat, http, main_pid
 from testlib import ROOT, docker_exec, run_playbook, wait_booted
 
 CONVERGE = ROOT / "roles" / "chatchat_services" / "molecule" / "default" / "converge.yml"
+HEALTH_PROBE = ROOT / "roles" / "chatchat_health" / "files" / "chatchat-health.py"
+MANIFEST = "/etc/chatfleet/chatchat-services.json"
 LAB_OVERRIDES = {"all": {"infer_turbo": False}}
 
 
@@ -268,6 +270,23 @@ def test_a_rendered_gpu_worker_unit_leaves_the_devices_open_once_loaded(host):
     assert cpu_props["DevicePolicy"] == "closed" or cpu_props.get("DeviceAllow", "") != ""
 
 
+def assert_a_dead_startup_child_is_not_healthy(host):
+    """startup.py -o runs the controller and the openai_api server as children and stays alive when one
+    dies (upstream's parent does): the unit is still active, but the health probe (chatchat_health's
+    script, from the node's record of its services) finds it not answering."""
+    listener = host.check_output(f"ss -ltnpH 'sport = :{PORTS['controller']}'")
+    controller = listener.split("pid=", 1)[1].split(",", 1)[0]
+    parent = show(host, "chatchat-openai-api", "MainPID")["MainPID"]
+    assert controller != parent
+    host.check_output(f"kill -KILL {controller}")
+    assert show(host, "chatchat-openai-api", "ActiveState")["ActiveState"] == "active"
+    probe = host.run(f"python3 - {MANIFEST} --completion-timeout 10 <<'EOF'\n{HEALTH_PROBE.read_text()}\nEOF")
+    result = json.loads(probe.stdout)
+    assert not result["healthy"] and not result["units"]["chatchat-openai-api"]["answers"], result
+    assert "unit chatchat-openai-api does not answer at " in " ".join(result["problems"]), result
+
+
+@pytest.mark.fault
 def test_startup_mode_runs_the_pocs_startup_py_one_mode_per_unit_then_fastchat_mode_returns(host):
     startup = {"chatchat_services_launch_mode": "startup", "chatchat_vllm_workers": [{"name": "tiny-gpt2", "gpus": [0]}]}
     run = run_playbook(CONVERGE, extra_vars=startup)
@@ -285,6 +304,7 @@ def test_startup_mode_runs_the_pocs_startup_py_one_mode_per_unit_then_fastchat_m
             assert show(host, unit, "LoadState")["LoadState"] == "not-found"
         assert chat(host)["usage"]["completion_tokens"] > 0
         assert http(host, f"http://127.0.0.1:{PORTS['webui']}/_stcore/health")[0] == 200
+        assert_a_dead_startup_child_is_not_healthy(host)
     finally:
         run = run_playbook(CONVERGE)
     assert run.rc == 0, run
