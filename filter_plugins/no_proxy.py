@@ -12,6 +12,7 @@ are YAML mappings keyed by filter name (as in nvidia_smi.py).
 """
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from typing import Any, Callable
 
@@ -35,10 +36,14 @@ no_proxy_environment:
     - The result's no_proxy is the site's entries (no_proxy and NO_PROXY of every environment, in order) followed
       by the given hosts, without repeats; it is set in both cases whether or not a proxy is there today, so
       a proxy added later to the manager cannot break the services.
+    - IPv6 addresses are left out of it (and listed in C(left_out)), bare or in brackets. Chatchat v0.2.8's
+      get_httpx_client makes an httpx proxy key C(all://<entry>) of every no_proxy entry, and a bare IPv6 address
+      there (C(all://::1)) is an invalid URL ("Invalid port"), which fails the API server's calls to the controller
+      (C(/llm_model/list_running_models); the WebUI's dialogue page then raises). The services talk over IPv4.
   positional: _input, hosts
   options:
     _input: {description: The environments (dicts) the services get, lowest precedence first., type: list, elements: dict, required: true}
-    hosts: {description: "Hosts the services reach directly: localhost, 127.0.0.1, ::1, the node's names and addresses, the controller's and Milvus's hosts.", type: list, elements: str, required: true}
+    hosts: {description: "Hosts the services reach directly: localhost, 127.0.0.1, the node's names and addresses, the controller's and Milvus's hosts.", type: list, elements: str, required: true}
 """
 
 EXAMPLES = r"""
@@ -46,10 +51,10 @@ systemd_environment: |
   # {{ "LANG=C.UTF-8\nhttp_proxy=http://proxy.example.internal:3128" | systemd_environment }}
   # -> {"LANG": "C.UTF-8", "http_proxy": "http://proxy.example.internal:3128"}
 no_proxy_environment: |
-  # {{ [manager_env, chatchat_services_environment] | no_proxy_environment(['localhost', '127.0.0.1', '::1']) }}
-  # with http_proxy set in the manager and no_proxy=.example.internal:
-  # -> {"proxies": ["http_proxy"], "uncovered": ["localhost", "127.0.0.1", "::1"],
-  #     "environment": {"no_proxy": ".example.internal,localhost,127.0.0.1,::1", "NO_PROXY": "..."}}
+  # {{ [manager_env, chatchat_services_environment] | no_proxy_environment(['localhost', '127.0.0.1']) }}
+  # with http_proxy set in the manager and no_proxy=.example.internal,::1:
+  # -> {"proxies": ["http_proxy"], "uncovered": ["localhost", "127.0.0.1"], "left_out": ["::1"],
+  #     "environment": {"no_proxy": ".example.internal,localhost,127.0.0.1", "NO_PROXY": "..."}}
 """
 
 RETURN = r"""
@@ -62,6 +67,7 @@ no_proxy_environment:
     contains:
       proxies: {description: The proxy variables set (names), type: list, elements: str}
       uncovered: {description: The hosts the site's own no_proxy does not exclude (a problem only when proxies is not empty)., type: list, elements: str}
+      left_out: {description: The IPv6 addresses left out of the merged no_proxy., type: list, elements: str}
       environment: {description: "no_proxy and NO_PROXY, the same merged list.", type: dict}
 """
 
@@ -88,6 +94,14 @@ def systemd_environment(text: str) -> dict[str, str]:
 
 def _entries(value: str) -> list[str]:
     return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def _is_ipv6(entry: str) -> bool:
+    try:
+        ipaddress.IPv6Network(entry.strip("[]"), strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _covers(entries: list[str], host: str) -> bool:
@@ -122,9 +136,10 @@ def no_proxy_environment(environments: list[dict[str, Any]], hosts: list[str]) -
     for entry in site + [host.strip() for host in hosts if host.strip()]:
         if entry not in merged:
             merged.append(entry)
-    value = ",".join(merged)
+    value = ",".join(entry for entry in merged if not _is_ipv6(entry))
     return {"proxies": sorted(proxies),
             "uncovered": [host for host in dict.fromkeys(hosts) if host.strip() and not _covers(site, host.strip())],
+            "left_out": [entry for entry in merged if _is_ipv6(entry)],
             "environment": {"no_proxy": value, "NO_PROXY": value}}
 
 

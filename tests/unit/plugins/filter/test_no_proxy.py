@@ -13,7 +13,7 @@ _spec = importlib.util.spec_from_file_location("no_proxy", ROOT / "filter_plugin
 no_proxy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(no_proxy)
 
-LOCAL = ["localhost", "127.0.0.1", "::1", "gpu-node-01", "10.0.0.5"]
+LOCAL = ["localhost", "127.0.0.1", "gpu-node-01", "10.0.0.5"]
 # `systemctl show-environment` on Debian 12 (systemd 252) after
 # `systemctl set-environment http_proxy=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 'MOTD=a b'`.
 SHOW_ENVIRONMENT = """\
@@ -43,9 +43,18 @@ def test_the_sites_own_exclusions_are_kept_first_and_not_repeated():
     role = {"NO_PROXY": "nexus.example.internal, 127.0.0.1"}
     found = no_proxy.no_proxy_environment([manager, role], LOCAL)
     assert found["environment"]["no_proxy"] == (
-        ".example.internal,localhost,nexus.example.internal,127.0.0.1,::1,gpu-node-01,10.0.0.5")
-    assert found["uncovered"] == ["::1", "gpu-node-01", "10.0.0.5"]
+        ".example.internal,localhost,nexus.example.internal,127.0.0.1,gpu-node-01,10.0.0.5")
+    assert found["uncovered"] == ["gpu-node-01", "10.0.0.5"]
     assert found["proxies"] == ["https_proxy"]
+
+
+def test_ipv6_addresses_are_left_out_because_chatchat_makes_invalid_httpx_keys_of_them():
+    # Chatchat v0.2.8's get_httpx_client maps each entry to "all://<entry>": "all://::1" is an invalid
+    # URL to httpx ("Invalid port: ':1'"), and the API server's calls to the controller fail.
+    manager = {"http_proxy": "http://proxy.example.internal:3128", "no_proxy": "::1,[fd00::5],fd00::/8,.example.internal"}
+    found = no_proxy.no_proxy_environment([manager], ["localhost", "::1"])
+    assert found["environment"]["no_proxy"] == ".example.internal,localhost"
+    assert found["left_out"] == ["::1", "[fd00::5]", "fd00::/8"]
 
 
 def test_without_a_proxy_nothing_is_reported_but_the_exclusions_are_still_given():

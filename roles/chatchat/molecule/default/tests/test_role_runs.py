@@ -72,8 +72,8 @@ def test_second_run_changes_nothing(converged):
     assert result.rc == 0, result
     assert result.changed == 0, result.recap
     for node in NODES:
+        # The snapshot holds the init_database marker: the script did not run again.
         assert snapshot(node) == converged[node]
-        assert len(init_runs(node)) == 1
 
 
 @pytest.mark.check_mode
@@ -182,8 +182,7 @@ def test_new_release_keeps_the_previous_one_and_rollback_is_a_link_change(conver
         # The previous release is intact, and init_database did not run again.
         assert sh(L40, f"cd {converged_release}/configs && sha256sum *.py") == converged[L40]["configs"]
         assert sh(L40, f"ls {converged_release}/startup.py") == f"{converged_release}/startup.py"
-        # init_database.py did not run again: the marker is the converge's.
-    assert sh(L40, f"cat {DATA}/.init_database.done") == converged[L40]["init_marker"]
+        assert sh(L40, f"cat {DATA}/.init_database.done") == converged[L40]["init_marker"]
 
         # Back to the converged release, with the mirror out of reach and one release to keep:
         # nothing is downloaded, the link changes, and the other release goes, never the active one.

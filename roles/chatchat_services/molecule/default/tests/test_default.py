@@ -147,4 +147,6 @@ def test_every_unit_keeps_its_local_calls_off_any_proxy(host, unit):
     environment = dict(item.split("=", 1) for item in show(host, unit, "Environment")["Environment"].split())
     for name in ("no_proxy", "NO_PROXY"):
         entries = environment[name].split(",")
-        assert {"localhost", "127.0.0.1", "::1", "services-a100"} <= set(entries), (name, entries)
+        assert {"localhost", "127.0.0.1", "services-a100"} <= set(entries), (name, entries)
+        # No IPv6 literal: Chatchat's get_httpx_client makes an invalid httpx key of one (filter_plugins/no_proxy.py).
+        assert not [entry for entry in entries if ":" in entry], (name, entries)
