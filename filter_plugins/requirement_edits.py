@@ -183,7 +183,8 @@ def requirements_edited(files: dict[str, str], edits: dict[str, Any]) -> str:
     replaced = {_normalise(name): req for name, req in replace.items()}
     out = [f"# Written by chatfleet's python_env role: the requirement files below with {EDITS_VARIABLE} applied."]
     for path, text in files.items():
-        out.append(f"# --- {path}")
+        # The file's name, not its path: a release's directory changes with every release, the set does not.
+        out.append(f"# --- {path.rsplit('/', 1)[-1]}")
         for line in text.splitlines():
             name = _requirement_name(line)
             if name in dropped:

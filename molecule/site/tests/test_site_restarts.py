@@ -67,6 +67,19 @@ def get_json(url: str) -> dict:
         return json.load(answer)
 
 
+def api_answer(path: str, seconds: float = 120) -> dict:
+    """The API server's answer at `path`, once it listens: the real v0.2.8 API imports the app for
+    several seconds after systemd has started it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return get_json(f"{API}{path}")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def listed_models() -> list[str]:
     """The models openai_api lists; none while it is not listening yet (a unit that systemd has just
     started has not always opened its port)."""
@@ -116,7 +129,7 @@ def test_a_proxy_in_the_service_managers_environment_does_not_carry_the_services
                                                             "-u", "chatchat-openai-api", "-n", "30", check=False).stdout
             time.sleep(2)
         assert chat_completion_tokens() > 0
-        assert get_json(f"{API}/knowledge_base/list_knowledge_bases")["code"] == 200
+        assert api_answer("/knowledge_base/list_knowledge_bases")["code"] == 200
         # The proxy did reach the services (read once the API answers: its process has long been exec'd).
         api_environ = docker_exec(NODE, "bash", "-c", "cat /proc/$(systemctl show -p MainPID --value chatchat-api.service)/environ")
         assert f"http_proxy={DEAD_PROXY}" in api_environ.stdout.split("\0")

@@ -54,7 +54,10 @@ def test_the_cpu_lab_edit_fits_the_files_and_gives_the_edited_set():
         "streamlit>=1.29.0", "httpx[brotli,http2,socks]>=0.25.2",
         "pymilvus>=2.3.3,<2.4", "python-multipart"]
     # What changed stays readable in the file: each file named, each upstream line it dropped or replaced.
-    assert "# --- /opt/chatchat/releases/r/requirements_webui.txt" in result
+    assert "# --- requirements_webui.txt" in result
+    # Named, not placed: the same files in another release's directory give the same file (no change).
+    moved = {path.replace("/releases/r/", "/releases/r2/"): text for path, text in FILES.items()}
+    assert edited(moved, CPU_LAB) == result
     assert '# dropped: vllm==0.2.2; sys_platform == "linux"' in result
     assert "# replaced: torch==2.1.0  ##on Windows system, install the cuda version manually" in result
 
