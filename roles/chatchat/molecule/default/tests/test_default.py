@@ -97,7 +97,7 @@ def test_current_links_to_the_release(host, converged_release):
 
 def test_release_holds_the_source_tree(host, converged_release):
     for path in ("startup.py", "init_database.py", "webui.py", "copy_config_example.py", "requirements.txt",
-                 "configs/__init__.py", "server/__init__.py"):
+                 "configs/__init__.py", "server/api.py"):
         assert host.file(f"{converged_release}/{path}").is_file, path
     for name in ("basic", "kb", "model", "prompt", "server"):
         assert host.file(f"{converged_release}/configs/{name}_config.py.example").is_file

@@ -206,7 +206,9 @@ def git_mirror(converged, converged_release):
     docker_exec(L40, "mkdir", "-p", "/srv/git", "/srv/chatchat-src")
     fetch = f"import shutil, sys, urllib.request; shutil.copyfileobj(urllib.request.urlopen('{RAW_URL}{TARBALL}'), sys.stdout.buffer)"
     sh(L40, f"python3 -c \"{fetch}\" | tar -xz --strip-components=1 -C /srv/chatchat-src")
-    sh(L40, "cd /srv/chatchat-src && git init -q && git add -A && "
+    # --force: every file of the tarball is a tracked file upstream, some of them under its .gitignore
+    # (configs/__init__.py among them).
+    sh(L40, "cd /srv/chatchat-src && git init -q && git add --all --force && "
             "git -c user.name=fixture -c user.email=fixture@example.invalid commit -q -m fixture && "
             f"git tag v0.2.8 && git clone -q --bare /srv/chatchat-src {GIT_REPO}")
     commit = sh(L40, f"git --git-dir={GIT_REPO} rev-parse v0.2.8^{{commit}}")
