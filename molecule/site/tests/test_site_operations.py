@@ -254,6 +254,9 @@ def test_a_rollback_returns_every_node_to_the_previous_release_and_the_knowledge
     for node in NODES:
         assert "chatchat : Point current at the previous release" in back.report["hosts"][node]["changed_tasks"]
         assert back.report["hosts"][node]["health_after"]["healthy"]
+        # The lab inventory's gate makes a knowledge-base round trip (chatchat_health_kb_probe) and asks the API.
+        assert back.report["hosts"][node]["health_after"]["kb_probe"]["cited"] is True
+        assert back.report["hosts"][node]["health_after"]["api_chat"]["chars"] > 0
         assert chat_tokens(node) > 0
         # The KB filled under the first release and asked under the new one still answers after the rollback.
         assert ask_kb(node, "--ask-only")["cited"] == ["chatfleet-lab-facts.csv"], node
