@@ -13,9 +13,12 @@ description:
   - The git metadata is fetched first (a few KB for a model repository) and the revision's tree is
     checked against the expected size before any LFS object is downloaded.
   - LFS objects come, in this order, from another verified revision of the same model on the host
-    (hard links), from a site cache (rsync), then from the mirror (git lfs fetch, missing objects only).
-    Every file is then checked against its LFS pointer's sha256 or its git blob id; a bad one is
-    fetched again.
+    (hard links), from a site cache (rsync), then from the mirror (missing objects only): straight from
+    the URLs its LFS batch API returns, several at a time, each hashed while it is written and kept only
+    when its size and sha256 match the pointer; an interrupted object resumes where it stopped (an HTTP
+    range). What that path does not deliver is left to git lfs fetch.
+    Every file is then checked against its LFS pointer's sha256 or its git blob id (not hashed twice);
+    a bad one is fetched again.
   - The pull happens in <store>/<name>/.staging-<revision> (kept across runs, so an interrupted pull
     resumes without downloading finished objects again); only a verified checkout is renamed to
     <store>/<name>/<revision> and <dest> is then switched to it in one rename.
@@ -30,10 +33,12 @@ options:
   size_tolerance_percent: {description: Allowed deviation from expected_size., type: float, default: 10}
   verify: {description: full (hash every file) or size (sizes and pointers only) on a converged model.,
            type: str, choices: [full, size], default: full}
-  lfs_concurrent_transfers: {description: lfs.concurrenttransfers for the fetch; 0 keeps git's setting., type: int, default: 0}
+  lfs_concurrent_transfers: {description: "Objects downloaded at a time (and git lfs fetch's lfs.concurrenttransfers); 0 takes
+                             git's lfs.concurrenttransfers (8 when unset).", type: int, default: 0}
   cache_url: {description: rsync URL of a site cache holding <name>/<revision>/ trees; empty for none., type: str, default: ""}
   keep_revisions: {description: Verified revisions kept per model, the active one included., type: int, default: 2}
   fetch_attempts: {description: How often missing or bad objects are fetched before giving up., type: int, default: 3}
+  timeout: {description: Seconds an HTTP request to the mirror may wait for data., type: int, default: 60}
   replace_unmanaged: {description: Move a directory found at dest aside instead of failing., type: bool, default: false}
 """
 
@@ -45,21 +50,31 @@ repaired: {description: Files found bad and fetched again, with the reason., typ
 bytes: {description: Size of the revision's files., type: int}
 """
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
+from ansible.module_utils.six.moves.http_client import HTTPException
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import unquote, urlsplit, urlunsplit
+from ansible.module_utils.six.moves.urllib.request import Request, urlopen
 from ansible.module_utils.model_store import (
     active_revision, bad_files, file_digest, inode_key, parse_lfs_pointer, read_record, record_path,
-    revision_dir, staging_dir, LFS_POINTER_MAX_BYTES, RECORD_SUFFIX, STAGING_PREFIX,
+    revision_dir, staging_dir, CHUNK, LFS_POINTER_MAX_BYTES, RECORD_SUFFIX, STAGING_PREFIX,
 )
 
 
 CACHE_INBOX = "chatfleet-cache-inbox"
+# Objects being downloaded straight from the mirror, named by oid: what a killed pull resumes.
+DOWNLOAD_INBOX = "chatfleet-download"
+LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
+DEFAULT_TRANSFERS = 8  # git-lfs's own default of lfs.concurrenttransfers
 
 
 class PullError(Exception):
@@ -212,9 +227,127 @@ class ModelPull(object):
                 self.name, source, proc.returncode, lines[-1] if lines else "no message")
         return None
 
+    def lfs_endpoint(self, repo):
+        """The LFS API URL git-lfs itself would use (lfs.url, .lfsconfig, or derived from the remote)."""
+        _, out = self.git(repo, "lfs", "env", what="git lfs env")
+        for line in out.decode("utf-8", "replace").splitlines():
+            if line.startswith("Endpoint="):
+                return line[len("Endpoint="):].split(" ")[0]
+        return None
+
+    def auth_header(self, url):
+        """Basic credentials of the model URL, for requests to the same host (what git-lfs sends)."""
+        model, other = urlsplit(self.p["url"]), urlsplit(url)
+        if model.username is None or (model.hostname, model.port) != (other.hostname, other.port):
+            return {}
+        token = "%s:%s" % (unquote(model.username), unquote(model.password or ""))
+        return {"Authorization": "Basic " + base64.b64encode(token.encode("utf-8")).decode("ascii")}
+
+    def batch(self, endpoint, wanted):
+        """{oid: (href, headers)} of the objects the LFS batch API offers for download."""
+        body = json.dumps({"operation": "download", "transfers": ["basic"],
+                           "objects": [{"oid": oid, "size": e["size"]} for oid, e in sorted(wanted.items())]})
+        headers = {"Accept": LFS_MEDIA_TYPE, "Content-Type": LFS_MEDIA_TYPE}
+        headers.update(self.auth_header(endpoint))
+        response = urlopen(Request(endpoint.rstrip("/") + "/objects/batch", data=body.encode("utf-8"),
+                                   headers=headers), timeout=self.p["timeout"])
+        with response:
+            answer = json.loads(response.read().decode("utf-8"))
+        offers = {}
+        for obj in answer.get("objects", []):
+            action = (obj.get("actions") or {}).get("download")
+            if obj.get("oid") in wanted and action and action.get("href") and not obj.get("error"):
+                offers[obj["oid"]] = (action["href"], dict(action.get("header") or {}))
+        return offers
+
+    def download(self, repo, oid, size, href, headers):
+        """One object into the inbox, hashed while written; moved into the object store when its size
+        and sha256 match the pointer. A partial file from an interrupted pull is resumed."""
+        inbox = os.path.join(repo, ".git", "lfs", DOWNLOAD_INBOX)
+        partial = os.path.join(inbox, oid)
+        digest = hashlib.sha256()
+        have = os.path.getsize(partial) if os.path.isfile(partial) else 0
+        if have > size:
+            os.unlink(partial)
+            have = 0
+        elif have:
+            with open(partial, "rb") as handle:
+                for chunk in iter(lambda: handle.read(CHUNK), b""):
+                    digest.update(chunk)
+        request_headers = dict(self.auth_header(href), **headers)
+        if 0 < have < size:
+            request_headers["Range"] = "bytes=%d-" % have
+        if have < size:
+            response = urlopen(Request(href, headers=request_headers), timeout=self.p["timeout"])
+            with response:
+                if have and response.getcode() != 206:  # the server sends the whole object again
+                    digest, have = hashlib.sha256(), 0
+                with open(partial, "ab" if have else "wb") as handle:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        digest.update(chunk)
+                        handle.write(chunk)
+                        have += len(chunk)
+                        if have > size:
+                            break
+        if have != size or digest.hexdigest() != oid:
+            os.unlink(partial)
+            raise PullError("%d bytes with sha256 %s, expected %d bytes with %s" % (have, digest.hexdigest(), size, oid))
+        self.store_object(repo, partial, oid, link=False)
+        self.hashed[inode_key(self.object_path(repo, oid))] = oid
+
+    def download_from_mirror(self, repo, wanted):
+        """Download what the batch API offers, several objects at a time; returns why an object (or the
+        batch request) failed, {oid or "batch": reason}. What is delivered leaves `wanted`."""
+        endpoint = self.lfs_endpoint(repo)
+        if not endpoint:
+            return {"batch": "git lfs env names no endpoint"}
+        try:
+            offers = self.batch(endpoint, wanted)
+        except (HTTPError, URLError, HTTPException, OSError, ValueError) as error:
+            return {"batch": str(error)}
+        inbox = os.path.join(repo, ".git", "lfs", DOWNLOAD_INBOX)
+        if not os.path.isdir(inbox):
+            os.makedirs(inbox)
+        queue, failures, lock = sorted(offers, key=lambda oid: -wanted[oid]["size"]), {}, threading.Lock()
+
+        def worker():
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    oid = queue.pop(0)
+                try:
+                    self.download(repo, oid, wanted[oid]["size"], *offers[oid])
+                except (PullError, HTTPError, URLError, HTTPException, OSError, ValueError) as error:
+                    with lock:
+                        failures[oid] = str(error)
+
+        transfers = self.p["lfs_concurrent_transfers"]
+        if not transfers:
+            _, configured = self.git(repo, "config", "--get", "lfs.concurrenttransfers", check=False)
+            transfers = int(configured.strip() or DEFAULT_TRANSFERS) if configured.strip().isdigit() else DEFAULT_TRANSFERS
+        threads = [threading.Thread(target=worker) for _ in range(min(len(queue), transfers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for oid in offers:
+            if oid not in failures:
+                wanted.pop(oid)
+                self.objects["mirror"] += 1
+        return failures
+
     def fetch_from_mirror(self, repo, wanted):
         if not wanted:
             return
+        failures = self.download_from_mirror(repo, wanted)
+        if not wanted:
+            return
+        if failures:
+            self.module.warn("model %s: the mirror's LFS objects did not all arrive directly (%s); git lfs fetch "
+                             "gets the other %d" % (self.name, "; ".join("%s: %s" % (k[:12], v[:200])
+                                                                         for k, v in sorted(failures.items())),
+                                                     len(wanted)))
         args = []
         if self.p["lfs_concurrent_transfers"]:
             args = ["-c", "lfs.concurrenttransfers=%d" % self.p["lfs_concurrent_transfers"]]
@@ -281,7 +414,7 @@ class ModelPull(object):
 
     def prune_object_store(self, repo):
         """The checkout holds every object as a hard link: the store's names are no longer needed."""
-        for sub in ("lfs/objects", "lfs/tmp", "lfs/incomplete", CACHE_INBOX):
+        for sub in ("lfs/objects", "lfs/tmp", "lfs/incomplete", "lfs/" + DOWNLOAD_INBOX, CACHE_INBOX):
             shutil.rmtree(os.path.join(repo, ".git", sub), ignore_errors=True)
 
     # ------------------------------------------------------------------ the steps
@@ -423,6 +556,7 @@ def main():
             cache_url=dict(type="str", default=""),
             keep_revisions=dict(type="int", default=2),
             fetch_attempts=dict(type="int", default=3),
+            timeout=dict(type="int", default=60),
             replace_unmanaged=dict(type="bool", default=False),
         ),
         supports_check_mode=True,

@@ -225,24 +225,26 @@ class StallingMirror:
         self._server.server_close()
 
 
-def kill_the_pull(node: str) -> str:
-    """SIGKILL, at once, the model_pull module's process and the git and git-lfs processes under it
-    (the nodes have no procps: read /proc)."""
+def kill_the_pull(node: str, staging: str) -> str:
+    """SIGKILL, at once, every process that holds a file of the pull's staging checkout open: the
+    model_pull module writing its downloads (and git-lfs, were it fetching). The nodes have no
+    procps: read /proc. Prints each killed process's pid and name."""
     script = r"""
+pids=
 for p in /proc/[0-9]*; do
-  argv0=$(tr '\0' '\n' < $p/cmdline 2>/dev/null | head -n 1)
-  [ "${argv0##*/}" = git-lfs ] || continue
-  lfs=${p#/proc/}; git=$(cut -d' ' -f4 $p/stat); module=$(cut -d' ' -f4 /proc/$git/stat)
-  case "$(cat /proc/$module/comm)" in python*) ;; *) echo "unexpected parent: $(cat /proc/$module/comm)" >&2; exit 1;; esac
-  kill -9 $lfs $git $module && echo "$lfs $git $module"
-done"""
-    return docker_exec(node, "sh", "-c", script).stdout.strip()
+  [ "$p" = /proc/$$ ] && continue
+  ls -l $p/fd 2>/dev/null | grep -q -- " -> $1/" || continue
+  pids="$pids ${p#/proc/}"
+  echo "${p#/proc/} $(cat $p/comm)"
+done
+[ -z "$pids" ] || kill -9 $pids"""
+    return docker_exec(node, "sh", "-c", script, "kill-the-pull", staging).stdout.strip()
 
 
 @pytest.mark.fault
 def test_an_interrupted_pull_leaves_the_active_revision_and_resumes(lab, converged):
     """A revision change of a model whose new revision shares no object with the active one: one
-    object arrives, the other hangs half-way and the pull (module, git, git-lfs) is SIGKILLed. The
+    object arrives, the other hangs half-way and the pull (the module writing it) is SIGKILLed. The
     active revision stays linked and intact; the next run downloads only the unfinished object."""
     name = "extra-resume"
     old = lab.extra(name, repo="lab/tiny-bert-embed", revision=lab.revision("tiny-bert-embed"),
@@ -269,9 +271,9 @@ def test_an_interrupted_pull_leaves_the_active_revision_and_resumes(lab, converg
         while docker_exec(CACHE, "test", "-f", finished_object, check=False).returncode != 0:
             assert time.monotonic() < deadline, "the other object never finished"
             time.sleep(0.2)
-        killed = kill_the_pull(CACHE)
+        killed = kill_the_pull(CACHE, staging)
         pull.join(180)
-        assert killed, (f"no git-lfs process to kill; the proxy saw {proxy.requests}; "
+        assert "python" in killed, (f"no module process to kill ({killed!r}); the proxy saw {proxy.requests}; "
                         f"the pull ended by itself: {outcome.get('run')!r}")
     run = outcome["run"]
     assert run.rc != 0, run
@@ -287,6 +289,9 @@ def test_an_interrupted_pull_leaves_the_active_revision_and_resumes(lab, converg
     assert again.rc == 0, again
     assert changed(again, CACHE) == 1, again
     assert counting.completed == [hanging]   # the finished object is not fetched again
+    # ... and the unfinished one resumes where it stopped (an HTTP range, answered 206).
+    assert [r.rsplit(" ", 1)[1] for r in counting.requests if r.startswith("GET ") and hanging in r] == ["206"], \
+        counting.requests
     assert link_target(CACHE, name) == f"{STORE}/{name}/{lab.revision('tiny-gpt2')}"
     for path, oid in objects.items():
         assert sha256(CACHE, f"{ROOT_PATH}/{name}/{path}") == oid, path
