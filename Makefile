@@ -105,7 +105,7 @@ molecule-lanes: mirror
 
 # Every benchmark in one run, written to docs/BENCHMARKS.md (lab/bench/run_all.py); rebuilds the lab.
 BENCH_RUNS ?= 3
-BENCH_ONLY ?= cold,scale,models,pip,settings
+BENCH_ONLY ?= cold,noop,scale,models,pip,settings
 BENCH_SCALE ?= 1,2,4,8
 bench: mirror
 	$(VENV)/bin/python lab/bench/run_all.py --runs $(BENCH_RUNS) --only $(BENCH_ONLY) --scale $(BENCH_SCALE)

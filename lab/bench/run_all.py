@@ -6,6 +6,8 @@
 Sections, in this order (each can be picked with --only; a section not picked keeps what the page
 held for it, with the date and command of the run that measured it):
   cold      `make lab-down`, then `make lab`: the lab's two nodes provisioned from new containers
+  noop      a no-op site.yml over the 2-node lab, over SSH (the lab's connection) and over the docker
+            connection, alternating; then one more SSH run profiled per role and per task
   scale     a no-op site.yml over 1, 2, 4 and 8 GPU nodes (--scale; the lab grown by extra nodes)
             with the default batches, the largest also in one batch, and at 2 nodes the chatfleet
             tool against plain ansible-playbook on the same run
@@ -34,7 +36,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-SECTIONS = ("cold", "scale", "models", "pip", "settings")
+SECTIONS = ("cold", "noop", "scale", "models", "pip", "settings")
+# The target of a no-op site.yml over the 2-node lab, over SSH (issue 21).
+NOOP_TARGET_SECONDS = 60
 CHANGED = re.compile(r"changed=(\d+)")
 # Each section on the page starts with this line, so that a run of some sections keeps the others.
 SECTION_MARKER = re.compile(r"^<!-- bench section: (\w+) -->\n", re.M)
@@ -81,6 +85,62 @@ def section_cold(runs: int) -> str:
             "from nothing to Chatchat answering on both (the canary first, then the other), the summary.\n\n"
             f"| what | wall time |\n| --- | ---: |\n| `make lab` from new nodes | {seconds / 60:.1f} min |\n\n"
             "```\n" + "\n".join(recap) + "\n```\n")
+
+
+DOCKER_CONNECTION = ["-e", "ansible_connection=community.docker.docker"]
+PROFILE_LINE = re.compile(r"^(\S.*?) -+ ([0-9.]+)s$")
+
+
+def profile_tables(out: str) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(role, seconds) of the profile_roles summary and (task, seconds) of the profile_tasks one, in
+    the order printed (longest first), from a run with both callbacks."""
+    blocks = re.split(r"^=+ *$", out, flags=re.M)
+    tables = []
+    for block in blocks[1:3]:
+        rows = [(m.group(1).strip(), float(m.group(2))) for m in map(PROFILE_LINE.match, block.splitlines()) if m]
+        tables.append([row for row in rows if row[0] != "total"])
+    if len(tables) != 2:
+        sys.exit("bench: the profiled run printed no profile_tasks/profile_roles summary")
+    # Task names read "role : task"; role names have no colon.
+    tasks, roles = tables if any(" : " in name for name, _ in tables[0]) else tables[::-1]
+    return roles, tasks
+
+
+def section_noop(runs: int) -> str:
+    """The converged 2-node lab, default batches: SSH (what an operator sees) and the docker
+    connection, alternating; then a profiled SSH run."""
+    times: dict[str, list[float]] = {"ssh": [], "docker": []}
+    for i in range(runs):
+        for name in (("ssh", "docker") if i % 2 == 0 else ("docker", "ssh")):
+            times[name].append(noop_seconds({}, DOCKER_CONNECTION if name == "docker" else []))
+    ssh, docker = statistics.median(times["ssh"]), statistics.median(times["docker"])
+    env = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,ansible.posix.profile_roles",
+           "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "15"}
+    seconds, out = run([str(Path(PYTHON).parent / "ansible-playbook"), "-i", "inventories/lab", "site.yml"],
+                       env={"ANSIBLE_FORCE_COLOR": "false", **env})
+    if any(int(n) for n in CHANGED.findall(out)):
+        sys.exit("bench: the profiled run was not a no-op")
+    roles, tasks = profile_tables(out)
+    results = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=0\s+unreachable=0\s+failed=0\s+skipped=(\d+)", out, re.M)
+    verdict = (f"met ({ssh:.1f} s)" if ssh <= NOOP_TARGET_SECONDS
+               else f"not met: {ssh:.1f} s, {ssh - NOOP_TARGET_SECONDS:.0f} s over")
+    return ("## A no-op run\n\n`site.yml` on the converged 2-node lab (default batches: lab-l40-1, then "
+            "lab-a100-1; Milvus and the model cache on lab-l40-1), every run changed=0; over SSH as the lab "
+            "inventory connects (pipelining, ControlPersist) and over the docker connection "
+            f"(`-e ansible_connection=community.docker.docker`), {runs} runs each, alternating.\n\n"
+            "| connection | median | runs (s) |\n| --- | ---: | --- |\n"
+            f"| SSH | {ssh:.1f} s | {' / '.join(f'{t:.1f}' for t in times['ssh'])} |\n"
+            f"| docker | {docker:.1f} s | {' / '.join(f'{t:.1f}' for t in times['docker'])} |\n\n"
+            f"- Docker / SSH: {docker / ssh:.2f}x.\n"
+            f"- Target: at most {NOOP_TARGET_SECONDS} s over SSH: {verdict}.\n\n"
+            f"Where a no-op goes: one more SSH run with the `profile_roles` and `profile_tasks` callbacks "
+            f"({seconds:.1f} s wall; task results per host: "
+            + ", ".join(f"{host} {ok} ok + {skipped} skipped" for host, ok, skipped in results)
+            + "). Seconds summed over both nodes; the nodes of a batch run side by side, the batches and "
+            "the Milvus and model-cache plays one after another.\n\n"
+            "| role | seconds |\n| --- | ---: |\n" + "\n".join(f"| {role} | {sec:.1f} |" for role, sec in roles)
+            + "\n\n| the longest tasks | seconds |\n| --- | ---: |\n"
+            + "\n".join(f"| {task.replace('|', '/')} | {sec:.2f} |" for task, sec in tasks) + "\n")
 
 
 # Extra lab nodes for the scaling section: each GPU group's lab ports (inventories/lab/group_vars)

@@ -64,3 +64,25 @@ def test_sections_stay_in_the_benchmark_order(page, monkeypatch):
 
 def test_a_page_without_markers_keeps_nothing():
     assert run_all.kept_sections("# Benchmarks\n\n## Cold provisioning\n\n7.6 min\n") == {}
+
+
+PROFILED_RUN = """PLAY RECAP *********************************************************************
+lab-l40-1                  : ok=249  changed=0    unreachable=0    failed=0    skipped=111  rescued=0    ignored=0
+
+Monday 07 December 2026  05:29:14 +0000 (0:00:00.050)       0:01:36.103 *******
+===============================================================================
+chatchat_services : Install one unit per service ------------------------ 5.32s
+Gathering Facts --------------------------------------------------------- 0.84s
+Monday 07 December 2026  05:29:14 +0000 (0:00:00.050)       0:01:36.103 *******
+===============================================================================
+chatchat_services ------------------------------------------------------ 18.26s
+python_env ------------------------------------------------------------- 16.76s
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+total ------------------------------------------------------------------ 95.70s
+"""
+
+
+def test_the_profiled_run_is_read_into_roles_and_tasks():
+    roles, tasks = run_all.profile_tables(PROFILED_RUN)
+    assert roles == [("chatchat_services", 18.26), ("python_env", 16.76)]
+    assert tasks == [("chatchat_services : Install one unit per service", 5.32), ("Gathering Facts", 0.84)]
