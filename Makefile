@@ -31,7 +31,7 @@ SCENARIOS_LONGEST_FIRST := molecule/site roles/chatchat_services roles/chatchat 
 PROOF_MINIMUMS := bad_input=24 fault=17 idempotence=14 check_mode=13 security=22
 
 .PHONY: help host venv image mirror mirror-down lab lab-down lab-nodes lab-summary \
-        test lint unit mirror-tests molecule molecule-roles molecule-site molecule-lanes bench
+        test lint unit mirror-tests molecule molecule-roles molecule-site molecule-lanes bench docs
 
 help:
 	@echo "make lab        bring up the lab (mirror + systemd nodes) and run site.yml against it"
@@ -39,6 +39,7 @@ help:
 	@echo "make test       lint, unit tests, molecule for every role, the whole-site scenario"
 	@echo "make molecule ROLE=<role> [CMD=test]   one role's molecule scenario"
 	@echo "make bench      every benchmark, written to docs/BENCHMARKS.md (BENCH_RUNS=3, BENCH_ONLY=...)"
+	@echo "make docs       the roles' README variables tables, from their meta/argument_specs.yml"
 
 host:
 	$(LABCTL) host
@@ -102,6 +103,11 @@ molecule-lanes: mirror
 	rm -rf artifacts/proof
 	python3 lab/molecule_lanes.py --jobs $(MOLECULE_JOBS) --nice $(MOLECULE_NICE) $(SCENARIOS_LONGEST_FIRST)
 	python3 lab/proof_report.py $(addprefix --min ,$(PROOF_MINIMUMS))
+
+# The variables tables of the roles' READMEs, generated from meta/argument_specs.yml (a unit test
+# fails when one is out of date).
+docs: venv
+	$(VENV)/bin/python tools/role_readme.py
 
 # Every benchmark in one run, written to docs/BENCHMARKS.md (lab/bench/run_all.py); rebuilds the lab.
 BENCH_RUNS ?= 3
