@@ -13,8 +13,8 @@ The revision is the repository's HEAD (git ls-remote); expected_size is the sum 
 
 Pull throughput (each run, every method into a fresh directory; the order alternates between runs):
   module       `ansible localhost -c local -m model_pull` (ANSIBLE_LIBRARY=roles/models/library,
-               ANSIBLE_MODULE_UTILS=roles/models/module_utils): metadata, git lfs fetch, hard links,
-               sha256 of every file; it must report outcome=pulled with every object from the mirror.
+               ANSIBLE_MODULE_UTILS=roles/models/module_utils): metadata, the LFS objects from the
+               batch API's URLs (hashed while written), hard links, sha256 of every other file; it must report outcome=pulled with every object from the mirror.
   copy         the plain files with one `curl --parallel --parallel-max 4` (4 at a time, as git-lfs
                transfers 4 files), timed alone ("copy"), then checked against SHA256SUMS twice, with
                `openssl dgst -sha256` ("copy+openssl", the comparable work: the module verifies every

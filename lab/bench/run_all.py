@@ -294,7 +294,8 @@ def section_models(runs: int) -> str:
     run([PYTHON, "lab/mirror.py", "bench-model", "--size-mb", "512"])
     _, out = run([PYTHON, "lab/bench/models_pull.py", "--runs", str(runs), "--size-mb", "512", "--nodes", "4"])
     return ("## Model pull against a plain copy\n\n`lab/bench/models_pull.py --size-mb 512 --nodes 4`: the models "
-            "role's pull (git metadata, `git lfs fetch`, verify every file) against a plain download of the same "
+            "role's pull (git metadata, the LFS objects straight from the batch API's URLs, hashed while written, "
+            "verify every file) against a plain download of the same "
             "bytes plus a sha256, and a plain `git lfs clone`; then 4 nodes from the mirror against 4 nodes from a "
             f"site cache; {runs} runs, alternating order. Details of the method: "
             "[bench-models-pull.md](bench-models-pull.md).\n\n```\n" + out.strip() + "\n```\n")
