@@ -2,7 +2,8 @@
 
 One `RunRecorder` receives every event (ansible-runner's `event_handler`): it prints the progress
 and keeps, per host, the counts, the changed tasks, the failures, the first and last time the host
-was worked on, and the health records of the chatchat_services `health` probe (stage before/after).
+was worked on, and the health records of the chatchat_health role (the fact chatchat_health_result, by
+its stage: before/after), whatever the task that sets them is called.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-HEALTH_TASK = "Record the health of the services"
-# Tasks whose message is the run's result for people (playbooks/status.yml's table): printed after the run.
-DISPLAY_TASKS = ("The fleet",)
+# Facts the playbooks set for the tool: the chatchat_health role's record, and the lines of a result
+# for people (playbooks/status.yml's table), printed after the run.
+HEALTH_FACT = "chatchat_health_result"
+DISPLAY_FACT = "chatfleet_display"
 RESULT_EVENTS = {
     "runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
     "runner_on_unreachable": "unreachable",
@@ -124,12 +126,11 @@ class RunRecorder:
             record.failures.append({"task": _task_label(data), "msg": _message(res)})
         else:
             setattr(record, outcome, getattr(record, outcome) + 1)
-        if data.get("task") in DISPLAY_TASKS and isinstance(res.get("msg"), str):
-            self.displays.append(res["msg"])
-        if data.get("task") == HEALTH_TASK:
-            health = (res.get("ansible_facts") or {}).get("chatchat_health_result")
-            if isinstance(health, dict):
-                record.health[health.get("stage", "now")] = health
+        facts = res.get("ansible_facts") or {}
+        if isinstance(facts.get(DISPLAY_FACT), list):
+            self.displays.append("\n".join(map(str, facts[DISPLAY_FACT])))
+        if isinstance(facts.get(HEALTH_FACT), dict):
+            record.health[facts[HEALTH_FACT].get("stage", "now")] = facts[HEALTH_FACT]
         if outcome != "ok" and outcome != "skipped" or self.verbose:
             self._print(f"  {host:<24} {outcome:<11} {record.task}"
                         f"{'  ' + record.failures[-1]['msg'] if outcome in ('failed', 'unreachable') else ''}"

@@ -128,7 +128,7 @@ def test_report_over_a_real_ansible_runner_run(tmp_path, capsys):
     assert data["result"] == "failed" and data["failed_hosts"] == ["node-b"] and data["rc"] != 0
     a, b = data["hosts"]["node-a"], data["hosts"]["node-b"]
     assert a["status"] == "changed" and a["changed_tasks"] == ["Change something"] and a["failed"] == 0
-    assert a["skipped"] == 2 and a["ok"] == 4  # "The fleet" runs once, on node-a; "Fail on node-b" is skipped on node-a; the ignored failure is ok
+    assert a["skipped"] == 2 and a["ok"] == 4  # the display fact is set once, on node-a; "Fail on node-b" is skipped on node-a; the ignored failure is ok
     assert a["health_before"]["healthy"] is True and a["health_after"]["problems"] == ["worker down"]
     assert b["status"] == "failed" and b["failures"] == [{"task": "Fail on node-b", "msg": "node-b is broken on purpose"}]
     assert b["health_before"]["stage"] == "before" and b["health_after"] is None
@@ -138,7 +138,7 @@ def test_report_over_a_real_ansible_runner_run(tmp_path, capsys):
     assert (tmp_path / "node-a.txt").read_text() == "node-a\n"
     out = capsys.readouterr().out
     assert out.index("chatfleet status:") < out.index("== Event shapes")
-    assert "line one of node-a\nline two\n" in out  # a display task's message, printed as it is
+    assert "line one of node-a\nline two\n" in out  # the display fact's lines, printed as they are
     assert re.search(r"node-b\s+failed\s+Fail on node-b\s+node-b is broken on purpose", out)
     assert re.search(r"node-a\s+changed\s+Change something", out)
 
@@ -159,7 +159,7 @@ def test_a_gpu_node_that_only_ran_the_preflight_is_not_run():
         recorder.handle({"event": "runner_on_ok", "created": "2026-12-01T20:00:00.000000",
                          "event_data": {"host": host, "task": "Validate the mirror settings", "res": {"changed": False}}})
     recorder.handle({"event": "runner_on_ok", "created": "2026-12-01T20:00:01.000000",
-                     "event_data": {"host": "canary", "task": report.HEALTH_TASK,
+                     "event_data": {"host": "canary", "task": "Any task that sets the fact",
                                     "res": {"ansible_facts": {"chatchat_health_result": {"healthy": True, "stage": "before"}}}}})
     recorder.handle({"event": "runner_on_failed", "created": "2026-12-01T20:00:02.000000",
                      "event_data": {"host": "canary", "task": "Check the health gate", "res": {"msg": "worker down"}}})
