@@ -33,10 +33,12 @@ OID = hashlib.sha256(CONTENT).hexdigest()
 
 class ObjectServer:
     """Serves CONTENT at /<oid> (or `served` in its place), honouring `Range: bytes=N-` unless
-    `ranges` is off; records each request's Range header."""
+    `ranges` is off, and holding the connection open after `cut_after` bytes of a whole object (a
+    transfer that hangs); records each request's Range header."""
 
-    def __init__(self, served: bytes = CONTENT, ranges: bool = True):
-        self.served, self.ranges, self.asked = served, ranges, []
+    def __init__(self, served: bytes = CONTENT, ranges: bool = True, cut_after: int | None = None):
+        self.served, self.ranges, self.cut_after, self.asked = served, ranges, cut_after, []
+        self.release = threading.Event()
 
     def __enter__(self):
         server = self
@@ -51,6 +53,12 @@ class ObjectServer:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if server.cut_after is not None and status == 200:  # the transfer hangs mid-object
+                    self.wfile.write(body[:server.cut_after])
+                    self.wfile.flush()
+                    server.release.wait(10)
+                    self.close_connection = True
+                    return
                 self.wfile.write(body)
 
             def log_message(self, *args):
@@ -62,6 +70,7 @@ class ObjectServer:
         return self
 
     def __exit__(self, *exc):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -101,6 +110,22 @@ def test_an_interrupted_object_resumes_where_it_stopped(repo):
     assert stored(puller, repo).read_bytes() == CONTENT
 
 
+def test_what_arrived_before_a_transfer_hung_is_kept_and_resumed(repo):
+    """The first try times out (1 s) on a transfer that stopped after 1 000 000 bytes, less than one
+    read's CHUNK: what arrived is on disk all the same, and the next try asks for the rest."""
+    module = Module()
+    module.params = dict(Module.params, timeout=1)
+    puller = model_pull.ModelPull(module)
+    with ObjectServer(cut_after=1_000_000) as server, pytest.raises(OSError):
+        puller.download(str(repo), OID, len(CONTENT), server.href, {})
+    partial = repo / ".git" / "lfs" / model_pull.DOWNLOAD_INBOX / OID
+    assert partial.stat().st_size == 1_000_000
+    with ObjectServer() as server:
+        puller.download(str(repo), OID, len(CONTENT), server.href, {})
+    assert server.asked == ["bytes=1000000-"]
+    assert stored(puller, repo).read_bytes() == CONTENT
+
+
 def test_a_server_that_ignores_the_range_sends_it_all_again(repo):
     (repo / ".git" / "lfs" / model_pull.DOWNLOAD_INBOX / OID).write_bytes(CONTENT[:5])
     puller = model_pull.ModelPull(Module())
@@ -110,8 +135,7 @@ def test_a_server_that_ignores_the_range_sends_it_all_again(repo):
     assert stored(puller, repo).read_bytes() == CONTENT
 
 
-@pytest.mark.parametrize("served", [CONTENT[:-1], CONTENT[:-1] + b"\x00", CONTENT + b"x"],
-                         ids=["short", "a flipped byte", "too long"])
+@pytest.mark.parametrize("served", [CONTENT[:-1] + b"\x00", CONTENT + b"x"], ids=["a flipped byte", "too long"])
 def test_bytes_that_are_not_the_pointers_are_refused_and_not_kept(repo, served):
     puller = model_pull.ModelPull(Module())
     with ObjectServer(served=served) as server, pytest.raises(model_pull.PullError) as error:
@@ -119,3 +143,14 @@ def test_bytes_that_are_not_the_pointers_are_refused_and_not_kept(repo, served):
     assert f"expected {len(CONTENT)} bytes with {OID}" in str(error.value)
     assert not stored(puller, repo).exists()
     assert not any((repo / ".git" / "lfs" / model_pull.DOWNLOAD_INBOX).iterdir())
+
+
+def test_a_short_object_is_not_stored_and_the_next_try_asks_for_the_rest(repo):
+    puller = model_pull.ModelPull(Module())
+    with ObjectServer(served=CONTENT[:-1]) as server, pytest.raises(model_pull.PullError, match="of 10240000 bytes arrived"):
+        puller.download(str(repo), OID, len(CONTENT), server.href, {})
+    assert not stored(puller, repo).exists()
+    with ObjectServer() as server:
+        puller.download(str(repo), OID, len(CONTENT), server.href, {})
+    assert server.asked == [f"bytes={len(CONTENT) - 1}-"]
+    assert stored(puller, repo).read_bytes() == CONTENT

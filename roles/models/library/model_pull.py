@@ -282,13 +282,18 @@ class ModelPull(object):
             with response:
                 if have and response.getcode() != 206:  # the server sends the whole object again
                     digest, have = hashlib.sha256(), 0
+                # read1 returns what has arrived (up to CHUNK), so a transfer cut off mid-chunk leaves
+                # that much on disk for the next run to resume from (Python 3.7+; read() otherwise).
+                read = getattr(response, "read1", response.read)
                 with open(partial, "ab" if have else "wb") as handle:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                    for chunk in iter(lambda: read(CHUNK), b""):
                         digest.update(chunk)
                         handle.write(chunk)
                         have += len(chunk)
                         if have > size:
                             break
+        if have < size:  # the transfer stopped early: kept, the next try resumes from here
+            raise PullError("%d of %d bytes arrived" % (have, size))
         if have != size or digest.hexdigest() != oid:
             os.unlink(partial)
             raise PullError("%d bytes with sha256 %s, expected %d bytes with %s" % (have, digest.hexdigest(), size, oid))
