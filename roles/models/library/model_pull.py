@@ -227,6 +227,9 @@ class ModelPull(object):
                 self.name, source, proc.returncode, lines[-1] if lines else "no message")
         return None
 
+    def download_inbox(self, repo):
+        return os.path.join(repo, ".git", "lfs", DOWNLOAD_INBOX)
+
     def lfs_endpoint(self, repo):
         """The LFS API URL git-lfs itself would use (lfs.url, .lfsconfig, or derived from the remote)."""
         _, out = self.git(repo, "lfs", "env", what="git lfs env")
@@ -263,8 +266,7 @@ class ModelPull(object):
     def download(self, repo, oid, size, href, headers):
         """One object into the inbox, hashed while written; moved into the object store when its size
         and sha256 match the pointer. A partial file from an interrupted pull is resumed."""
-        inbox = os.path.join(repo, ".git", "lfs", DOWNLOAD_INBOX)
-        partial = os.path.join(inbox, oid)
+        partial = os.path.join(self.download_inbox(repo), oid)
         digest = hashlib.sha256()
         have = os.path.getsize(partial) if os.path.isfile(partial) else 0
         if have > size:
@@ -310,9 +312,8 @@ class ModelPull(object):
             offers = self.batch(endpoint, wanted)
         except (HTTPError, URLError, HTTPException, OSError, ValueError) as error:
             return {"batch": str(error)}
-        inbox = os.path.join(repo, ".git", "lfs", DOWNLOAD_INBOX)
-        if not os.path.isdir(inbox):
-            os.makedirs(inbox)
+        if not os.path.isdir(self.download_inbox(repo)):
+            os.makedirs(self.download_inbox(repo))
         queue, failures, lock = sorted(offers, key=lambda oid: -wanted[oid]["size"]), {}, threading.Lock()
 
         def worker():
@@ -330,7 +331,7 @@ class ModelPull(object):
         transfers = self.p["lfs_concurrent_transfers"]
         if not transfers:
             _, configured = self.git(repo, "config", "--get", "lfs.concurrenttransfers", check=False)
-            transfers = int(configured.strip() or DEFAULT_TRANSFERS) if configured.strip().isdigit() else DEFAULT_TRANSFERS
+            transfers = int(configured) if configured.strip().isdigit() else DEFAULT_TRANSFERS
         threads = [threading.Thread(target=worker) for _ in range(min(len(queue), transfers))]
         for thread in threads:
             thread.start()
