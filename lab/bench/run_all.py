@@ -143,8 +143,9 @@ def section_noop(runs: int) -> str:
             + "\n".join(f"| {task.replace('|', '/')} | {sec:.2f} |" for task, sec in tasks) + "\n")
 
 
-# Extra lab nodes for the scaling section: each GPU group's lab ports (inventories/lab/group_vars)
-# moved by 10 per node, since every lab node shares the host's network.
+# Extra lab nodes for the scaling section: the ports of the lab's node of each GPU group (the
+# defaults on lab-l40-1, inventories/lab/host_vars/lab-a100-1.yml) moved by 10 per node, since every
+# lab node shares the host's network.
 GROUP_PORTS = {"l40": {"chatchat_openai_api_port": 20000, "chatchat_controller_port": 20001,
                        "chatchat_model_worker_port": 20002, "chatchat_api_port": 7861, "chatchat_webui_port": 8501},
                "a100": {"chatchat_openai_api_port": 21000, "chatchat_controller_port": 21001,
@@ -154,12 +155,12 @@ GPU_PROFILE = {"l40": "l40x1", "a100": "a100x8"}
 
 def scale_inventory(nodes: int) -> tuple[Path, list[str]]:
     """An inventory of the lab's two nodes plus extra ones up to `nodes` GPU nodes (alternating L40,
-    A100), with the lab's group_vars; returns it and the GPU nodes in rollout order."""
+    A100), with the lab's group_vars and host_vars; returns it and the GPU nodes in rollout order."""
     directory = ROOT / ".lab" / "bench-scale"
     directory.mkdir(parents=True, exist_ok=True)
-    group_vars = directory / "group_vars"
-    if not group_vars.exists():
-        group_vars.symlink_to(ROOT / "inventories" / "lab" / "group_vars")
+    for kind in ("group_vars", "host_vars"):
+        if not (directory / kind).exists():
+            (directory / kind).symlink_to(ROOT / "inventories" / "lab" / kind)
     lab = yaml.safe_load((ROOT / "inventories" / "lab" / "hosts.yml").read_text())["all"]
     lab_hosts = {name: spec for group in ("l40", "a100")
                  for name, spec in lab["children"]["gpu_nodes"]["children"][group]["hosts"].items()}

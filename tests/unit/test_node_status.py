@@ -67,12 +67,13 @@ def fleet_status(tmp_path_factory, fschat_wheels, fschat_vllm_worker) -> dict[st
                                      affected.replace("stop=list(stop),", "stop=list(stop),  # x")),
         "node-no-env": tmp / "no-such-env",
     }
+    # The inventory's values that playbooks/vars/wiring.yml feeds to chatchat_env_path and chatchat_model_root_path.
     node_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "chatchat_root": str(tmp / "chatchat"), "chatchat_model_root_path": str(tmp / "models"),
+                 "chatchat_root": str(tmp / "chatchat"), "models_root_path": str(tmp / "models"),
                  "chatchat_services_manifest_path": str(tmp / "services.json")}
     inventory = tmp / "hosts.yml"
     inventory.write_text(json.dumps({"all": {"children": {"gpu_nodes": {"hosts": {
-        host: dict(node_vars, chatchat_env_path=str(env)) for host, env in envs.items()}}}}}))
+        host: dict(node_vars, python_env_prefix=str(env)) for host, env in envs.items()}}}}}))
     report = tmp / "status.json"
     before = {path: path.read_bytes() for path in tmp.glob("env-*/lib/python*/site-packages/fastchat/serve/*.py*")}
     proc = subprocess.run(

@@ -121,7 +121,7 @@ def test_configs_import_with_the_group_tuning(host, node):
 
 @pytest.mark.security
 def test_chatchat_reaches_the_gated_milvus_with_its_configured_user(host):
-    """kb_config's kbs_config["milvus"] (from milvus_connection) logs in to the site's Milvus with
+    """kb_config's kbs_config["milvus"] (chatchat_milvus, playbooks/vars/wiring.yml) logs in to the site's Milvus with
     the Chatchat env's own pymilvus; the same client without credentials is refused."""
     out = host.check_output(
         f"cd {CURRENT} && {ENV}/bin/python -c \"import json, configs\n"

@@ -1,4 +1,4 @@
-"""fschat_worker_argv and systemd_exec_line over worker profiles derived from the recorded GPUs."""
+"""fschat_worker_argv and systemd_exec_line (filter_plugins/chatchat_units.py) over worker profiles derived from the recorded GPUs."""
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +20,7 @@ def _load(name: str) -> Any:
     return module.FilterModule().filters()
 
 
-worker_filters = _load("fschat_worker")
+worker_filters = _load("chatchat_units")
 argv_of = worker_filters["fschat_worker_argv"]
 exec_line = worker_filters["systemd_exec_line"]
 profiles = _load("vllm_worker_profiles")["vllm_worker_profiles"]

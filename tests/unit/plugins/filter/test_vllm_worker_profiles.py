@@ -486,7 +486,7 @@ def test_an_explicit_max_gpu_memory_wins_profile_then_all_then_worker() -> None:
     overrides = {"all": {"max_gpu_memory": "60GiB"}, "chatglm3-6b-32k-1": {"max_gpu_memory": "50000MiB"}}
     workers = profiles(A100_80G_X8[:2], CHATGLM3, profile, overrides=overrides, gpus_per_worker=1)
     assert [w["max_gpu_memory"] for w in workers] == ["60GiB", "50000MiB"]
-    # null: FastChat's own default (the fschat_worker filter leaves a null out of the command line).
+    # null: FastChat's own default (fschat_worker_argv leaves a null out of the command line).
     (worker,) = profiles(A100_40G, CHATGLM3, {**group_profile("a100"), "max_gpu_memory": None})
     assert worker["max_gpu_memory"] is None
 

@@ -142,7 +142,8 @@ def test_configs_hold_the_poc_values(configs):
     assert (configs["VECTOR_SEARCH_TOP_K"], configs["SCORE_THRESHOLD"]) == (1, 1.0)
     assert (configs["KB_CHAT_TEMPERATURE"], configs["KB_CHAT_HISTORY_LEN"]) == (0.1, 0)
     assert configs["REPETITION_PENALTY"] == 1.2
-    # The lab's milvus_connection: the application user the milvus role creates and gates.
+    # chatchat_milvus (playbooks/vars/wiring.yml) from the lab's milvus settings and this scenario's
+    # external host: the application user the milvus role creates and gates.
     assert configs["kbs_config"]["milvus"] == {"host": "127.0.0.1", "port": "19530", "user": "chatchat",
                                                "password": "lab-milvus-app-Pw1", "secure": False}
     assert configs["ONLINE_LLM_MODEL"] == {}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from scenario import A100, CHATCHAT_ROOT, CURRENT, DATA, ENV, L40, NODES, PYTHON, TARBALL, release_dir
-from testlib import RAW_URL, docker_exec, run_playbook
+from testlib import RAW_URL, ROOT, docker_exec, run_playbook
 
 CONVERGE = Path(__file__).resolve().parents[1] / "converge.yml"
 GIT_REPO = "/srv/git/Langchain-Chatchat.git"
@@ -24,6 +24,7 @@ def run_chatchat(*options: str, hosts: str = "all", extra_vars: dict | None = No
     if tasks_from:
         step["ansible.builtin.include_role"]["tasks_from"] = tasks_from
     play = [{"name": "Apply gpu_preflight and chatchat", "hosts": hosts, "gather_facts": False,
+             "vars_files": [str(ROOT / "playbooks" / "vars" / "wiring.yml")],
              "tasks": [{"name": "Record the GPUs", "ansible.builtin.include_role": {"name": "gpu_preflight"}}, step]}]
     with tempfile.TemporaryDirectory(prefix="molecule-play-") as tmp:
         playbook = Path(tmp) / "play.yml"
