@@ -6,9 +6,11 @@ per file (a stat, then the attributes); the roles' no-op runs are mostly such ta
 
     - name: Install the units
       managed_files:
-        owner: root            # defaults for every file
+        owner: root            # defaults for every file and directory
         group: root
-        mode: "0644"
+        mode: "0644"           # for the files (directories: 0755 unless they say)
+        directories:           # made first, in order
+          - {path: /usr/local/libexec/chatchat}
         files:
           - dest: /etc/systemd/system/chatchat.target
             template: chatchat.target.j2        # from the role's templates/
@@ -23,8 +25,9 @@ per file (a stat, then the attributes); the roles' no-op runs are mostly such ta
             vars: {unit: "{{ api_unit }}"}      # extra variables for this template only
             diff: false                         # not shown in diff mode (secrets)
 
-The result has `changed_files` (the paths written or whose owner, group or mode was set) and
-`files` (per file: dest and what changed), for the tasks that act on a particular file's change.
+The result has `changed_files` (the paths made, written or whose owner, group or mode was set),
+`directories` and `files` (per entry: its path and what changed), for the tasks that act on a
+particular file's change.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -48,7 +51,7 @@ ENTRY_KEYS = frozenset(SOURCES + ("dest", "owner", "group", "mode", "validate", 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files", "owner", "group", "mode"))
+    _VALID_ARGS = frozenset(("directories", "files", "owner", "group", "mode"))
 
     def _render(self, source, dest, extra_vars, task_vars):
         """The template action's rendering: the role's search path, the template vars, then extra_vars."""
@@ -88,10 +91,22 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         args = self._task.args
-        files = args.get("files")
-        if not isinstance(files, list) or not files:
-            raise AnsibleActionFail("managed_files: files must be a non-empty list, got %r" % (files,))
+        files = args.get("files") or []
+        directories = args.get("directories") or []
+        if not isinstance(files, list) or not isinstance(directories, list) or not (files or directories):
+            raise AnsibleActionFail("managed_files: give a list of files or of directories, got files=%r directories=%r"
+                                    % (files, directories))
         defaults = {key: args[key] for key in ("owner", "group", "mode") if args.get(key) is not None}
+        module_directories = []
+        for index, entry in enumerate(directories):
+            if not isinstance(entry, dict) or not entry.get("path") or set(entry) - {"path", "owner", "group", "mode"}:
+                raise AnsibleActionFail("managed_files: directories[%d] needs a path and takes owner, group and mode "
+                                        "only, got %r" % (index, entry))
+            spec = {key: defaults[key] for key in ("owner", "group") if key in defaults}
+            spec.update(entry)
+            if isinstance(spec.get("mode"), int):
+                spec["mode"] = "0%o" % spec["mode"]
+            module_directories.append(spec)
         module_files = []
         for index, entry in enumerate(files):
             where = "managed_files: files[%d]" % index
@@ -113,6 +128,7 @@ class ActionModule(ActionBase):
             if isinstance(spec.get("mode"), int):  # an unquoted 0644 arrives as 420
                 spec["mode"] = "0%o" % spec["mode"]
             module_files.append(spec)
-        result.update(self._execute_module(module_name="managed_files", module_args={"files": module_files},
+        result.update(self._execute_module(module_name="managed_files",
+                                           module_args={"directories": module_directories, "files": module_files},
                                            task_vars=task_vars))
         return result

@@ -17,13 +17,25 @@ description:
   - A file whose content differs is written to a temporary directory beside it under its own name
     (so that C(systemd-analyze verify) sees a unit name), validated, then moved into place in one
     rename; owner, group and mode are set on the file either way.
+  - Directories listed in C(directories) are made (and their owner, group and mode set) first, in
+    the same call.
   - Check mode and diff mode are supported.
 options:
+  directories:
+    description: Directories to make (with their parents, as the file module does) before the files are written.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path of the directory., type: path, required: true}
+      owner: {description: Owner of the directory., type: str, default: root}
+      group: {description: Group of the directory., type: str, default: root}
+      mode: {description: Mode of the directory (octal string)., type: str, default: "0755"}
   files:
     description: The files, each with its content base64-encoded.
     type: list
     elements: dict
-    required: true
+    default: []
     suboptions:
       dest: {description: Absolute path of the file., type: path, required: true}
       content_b64: {description: The file's content, base64-encoded., type: str, required: true}
@@ -35,10 +47,13 @@ options:
 """
 
 RETURN = r"""
+directories:
+  description: Per directory, in the order given, its path and what was changed (created, owner, group, mode).
+  type: list
 files:
   description: Per file, in the order given, its path and what was changed (content, owner, group, mode).
   type: list
-changed_files: {description: The paths of the files that changed., type: list}
+changed_files: {description: The paths of the files and directories that changed., type: list}
 """
 
 import base64
@@ -91,11 +106,42 @@ def _write(module, spec, content):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _attributes(module, path, spec, what):
+    """Set owner, group and mode where they differ (reported in check mode); append what changed."""
+    attributes = {"path": path, "owner": spec["owner"], "group": spec["group"], "mode": spec["mode"]}
+    for name, setter in (("owner", module.set_owner_if_different), ("group", module.set_group_if_different),
+                         ("mode", module.set_mode_if_different)):
+        if setter(path, attributes[name], False):
+            what.append(name)
+
+
+def _directory(module, spec):
+    path, what = spec["path"], []
+    if os.path.lexists(path) and not os.path.isdir(path):
+        module.fail_json(msg="%s exists and is not a directory" % path)
+    if not os.path.isdir(path):
+        what.append("created")
+        if module.check_mode:
+            return {"path": path, "changed": what}
+        os.makedirs(path, int(spec["mode"], 8))  # parents as the file module makes them
+    _attributes(module, path, spec, what)
+    return {"path": path, "changed": what}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            directories=dict(
+                type="list", elements="dict", default=[],
+                options=dict(
+                    path=dict(type="path", required=True),
+                    owner=dict(type="str", default="root"),
+                    group=dict(type="str", default="root"),
+                    mode=dict(type="str", default="0755"),
+                ),
+            ),
             files=dict(
-                type="list", elements="dict", required=True,
+                type="list", elements="dict", default=[],
                 options=dict(
                     dest=dict(type="path", required=True),
                     content_b64=dict(type="str", required=True, no_log=True),
@@ -109,6 +155,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    directories = [_directory(module, spec) for spec in module.params["directories"]]
     results, diffs = [], []
     for spec in module.params["files"]:
         dest = spec["dest"]
@@ -128,14 +175,12 @@ def main():
             # The new file would get the owner, group and mode given; nothing to compare.
             results.append({"dest": dest, "changed": what})
             continue
-        attributes = {"path": dest, "owner": spec["owner"], "group": spec["group"], "mode": spec["mode"]}
-        for name, setter in (("owner", module.set_owner_if_different), ("group", module.set_group_if_different),
-                             ("mode", module.set_mode_if_different)):
-            if setter(dest, attributes[name], False):
-                what.append(name)
+        _attributes(module, dest, spec, what)
         results.append({"dest": dest, "changed": what})
-    changed_files = [entry["dest"] for entry in results if entry["changed"]]
-    outcome = {"changed": bool(changed_files), "files": results, "changed_files": changed_files}
+    changed_files = ([entry["path"] for entry in directories if entry["changed"]]
+                     + [entry["dest"] for entry in results if entry["changed"]])
+    outcome = {"changed": bool(changed_files), "directories": directories, "files": results,
+               "changed_files": changed_files}
     if diffs:
         outcome["diff"] = diffs
     module.exit_json(**outcome)

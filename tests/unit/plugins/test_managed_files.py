@@ -48,7 +48,10 @@ def project(tmp_path):
     owner: "{{ owner }}"
     group: "{{ group }}"
     mode: "0640"
+    directories:
+      - {path: "{{ out }}/conf.d", mode: "0750"}
     files:
+      - {dest: "{{ out }}/conf.d/extra.conf", content: "extra\\n"}
       - {dest: "{{ out }}/settings.py", template: settings.py.j2, vars: {extra: 7}, validate: "{{ python }} -m py_compile %s"}
       - {dest: "{{ out }}/helper.sh", src: helper.sh, mode: "0755"}
       - {dest: "{{ out }}/secret.conf", content: "password={{ secret }}\\n", mode: "0600", diff: false}
@@ -109,7 +112,9 @@ def test_renders_writes_then_reports_a_converged_set_unchanged(project):
     _, first = _play(project)
     out = project / "out"
     assert first["changed"] is True
-    assert sorted(first["changed_files"]) == sorted(str(out / name) for name in ("settings.py", "helper.sh", "secret.conf"))
+    assert sorted(first["changed_files"]) == sorted(str(out / name) for name in
+                                                    ("conf.d", "conf.d/extra.conf", "settings.py", "helper.sh", "secret.conf"))
+    assert stat.S_IMODE((out / "conf.d").stat().st_mode) == 0o750 and (out / "conf.d" / "extra.conf").read_text() == "extra\n"
     assert (out / "settings.py").read_text() == 'name = "chat-api"\nitems = ["a", "b"]\nextra = 7\n'
     assert (out / "helper.sh").read_text() == "#!/bin/sh\necho helper\n"
     assert stat.S_IMODE((out / "helper.sh").stat().st_mode) == 0o755
@@ -119,7 +124,7 @@ def test_renders_writes_then_reports_a_converged_set_unchanged(project):
 
     _, second = _play(project)
     assert second["changed"] is False and second["changed_files"] == []
-    assert [entry["changed"] for entry in second["files"]] == [[], [], []]
+    assert [entry["changed"] for entry in second["files"] + second["directories"]] == [[], [], [], [], []]
 
 
 def test_repairs_a_changed_byte_and_a_changed_mode_and_names_them(project):
@@ -127,9 +132,13 @@ def test_repairs_a_changed_byte_and_a_changed_mode_and_names_them(project):
     out = project / "out"
     (out / "helper.sh").write_text("#!/bin/sh\necho helpeR\n")
     (out / "settings.py").chmod(0o644)
+    (out / "conf.d").chmod(0o755)
     _, repaired = _play(project)
     assert {entry["dest"]: entry["changed"] for entry in repaired["files"]} == {
-        str(out / "settings.py"): ["mode"], str(out / "helper.sh"): ["content"], str(out / "secret.conf"): []}
+        str(out / "conf.d/extra.conf"): [], str(out / "settings.py"): ["mode"], str(out / "helper.sh"): ["content"],
+        str(out / "secret.conf"): []}
+    assert repaired["directories"] == [{"path": str(out / "conf.d"), "changed": ["mode"]}]
+    assert stat.S_IMODE((out / "conf.d").stat().st_mode) == 0o750
     assert (out / "helper.sh").read_text() == "#!/bin/sh\necho helper\n"
     assert stat.S_IMODE((out / "settings.py").stat().st_mode) == 0o640
 
@@ -144,6 +153,13 @@ def test_check_mode_reports_and_writes_nothing_and_diff_hides_secrets(project):
     assert (out / "secret.conf").read_text() == "password=s3cret\n"
     assert [entry["after_header"] for entry in checked["diff"]] == [str(out / "helper.sh")]
     assert "n3w" not in done.stdout and "s3cret" not in done.stdout
+
+
+def test_check_mode_reports_a_missing_directory_and_makes_nothing(project):
+    _, checked = _play(project, "--check")
+    out = project / "out"
+    assert checked["directories"] == [{"path": str(out / "conf.d"), "changed": ["created"]}]
+    assert list(out.iterdir()) == []
 
 
 def test_a_failed_validation_leaves_the_file_as_it_was_and_names_it(project):
@@ -166,4 +182,4 @@ def test_an_entry_without_a_source_is_named(project):
     assert done.returncode != 0
     failed = _failed_messages(project)
     assert len(failed) == 1
-    assert failed[0].startswith(f"managed_files: files[1] ({project / 'out' / 'helper.sh'}) needs exactly one of")
+    assert failed[0].startswith(f"managed_files: files[2] ({project / 'out' / 'helper.sh'}) needs exactly one of")
