@@ -117,8 +117,8 @@ def _attributes(module, path, spec, what):
 
 def _directory(module, spec):
     path, what = spec["path"], []
-    if os.path.lexists(path) and not os.path.isdir(path):
-        module.fail_json(msg="%s exists and is not a directory" % path)
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        module.fail_json(msg="%s exists and is not a directory (a link or a file): move it away" % path)
     if not os.path.isdir(path):
         what.append("created")
         if module.check_mode:

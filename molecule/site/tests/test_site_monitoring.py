@@ -70,8 +70,10 @@ def test_each_gpu_nodes_exporter_serves_its_services_and_its_recorded_gpus(node,
 
 def test_the_probe_runs_unprivileged_and_hardened():
     show = docker_exec(WORKER_NODE, "systemctl", "show", "chatfleet-metrics.service",
-                       "--property=DynamicUser,NoNewPrivileges").stdout
-    assert "DynamicUser=yes" in show and "NoNewPrivileges=yes" in show
+                       "--property=User,NoNewPrivileges").stdout
+    assert "User=chatfleet-metrics" in show and "NoNewPrivileges=yes" in show
+    owner = docker_exec(WORKER_NODE, "stat", "-c", "%U %a", "/var/lib/chatfleet-metrics/chatfleet.prom").stdout.split()
+    assert owner == ["chatfleet-metrics", "644"]
     security = docker_exec(WORKER_NODE, "systemd-analyze", "security", "--no-pager", "chatfleet-metrics.service").stdout
     exposure = float(re.search(r"Overall exposure level for chatfleet-metrics.service: ([0-9.]+)", security).group(1))
     assert exposure <= 3.0, security[-600:]

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write a node's Chatchat and GPU metrics for node_exporter's textfile collector.
 
-Run by chatfleet-metrics.service (a timer, an unprivileged dynamic user). Reads the node's services
+Run by chatfleet-metrics.service (a timer, the unprivileged user chatfleet-metrics). Reads the node's services
 record (the chatchat_services role writes it), asks systemd, the services' health URLs, the
 openai_api server and nvidia-smi, and replaces <textfile dir>/chatfleet.prom in one rename, so that
 node_exporter never reads half a file. Standard library only: it runs with the OS's python3.
