@@ -97,9 +97,11 @@ def test_every_dashboard_query_returns_data():
 
 
 def test_promtool_passes_the_rules_unit_tests():
-    tests = Path(__file__).parent / "prometheus" / "chatfleet-rules.test.yml"
-    subprocess.run(["docker", "cp", str(tests), f"{PROMETHEUS_NODE}:/tmp/chatfleet-rules.test.yml"], check=True)
-    done = docker_exec(PROMETHEUS_NODE, "promtool", "test", "rules", "/tmp/chatfleet-rules.test.yml", check=False)
+    tests = (Path(__file__).parent / "prometheus" / "chatfleet-rules.test.yml").read_text()
+    # Through the node's own shell: `docker cp` writes under a tmpfs that systemd mounted over /tmp.
+    subprocess.run(["docker", "exec", "-i", PROMETHEUS_NODE, "sh", "-c", "cat > /root/chatfleet-rules.test.yml"],
+                   input=tests, text=True, check=True)
+    done = docker_exec(PROMETHEUS_NODE, "promtool", "test", "rules", "/root/chatfleet-rules.test.yml", check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
