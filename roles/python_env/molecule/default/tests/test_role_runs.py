@@ -241,7 +241,8 @@ def test_requirement_edits_install_the_edited_set_in_place_of_the_files(host):
     try:
         run = run_role("python_env", extra_vars=settings)
         assert run.rc == 0, run
-        assert task_results(run, "Write the edited requirement set into the environment") == ["changed"], run
+        assert task_results(run, "Write the project's pins, the constraints and the edited requirement set into the "
+                                 "environment") == ["changed"], run
         edited = host.file(edited_file).content_string.splitlines()
         assert "# dropped: chatfleet-gpu-only-build==0.2.2" in edited and "chatfleet-gpu-only-build==0.2.2" not in edited
         assert "# replaced: numpy>=1.20" in edited and "numpy~=1.24.4" in edited
