@@ -49,6 +49,13 @@ TEMPLATE_MODULE_DEFAULTS = dict(
 ENTRY_KEYS = frozenset(SOURCES + ("dest", "owner", "group", "mode", "validate", "vars", "diff"))
 
 
+def _octal_mode(spec):
+    """The mode as the module's octal string: an unquoted 0644 in YAML arrives as the integer 420."""
+    if isinstance(spec.get("mode"), int):
+        spec["mode"] = "0%o" % spec["mode"]
+    return spec
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("directories", "files", "owner", "group", "mode"))
@@ -104,9 +111,7 @@ class ActionModule(ActionBase):
                                         "only, got %r" % (index, entry))
             spec = {key: defaults[key] for key in ("owner", "group") if key in defaults}
             spec.update(entry)
-            if isinstance(spec.get("mode"), int):
-                spec["mode"] = "0%o" % spec["mode"]
-            module_directories.append(spec)
+            module_directories.append(_octal_mode(spec))
         module_files = []
         for index, entry in enumerate(files):
             where = "managed_files: files[%d]" % index
@@ -125,9 +130,7 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail("%s: %s" % (where, to_text(error)))
             spec = dict(defaults, dest=entry["dest"], content_b64=to_text(base64.b64encode(content)))
             spec.update({key: entry[key] for key in ("owner", "group", "mode", "validate", "diff") if key in entry})
-            if isinstance(spec.get("mode"), int):  # an unquoted 0644 arrives as 420
-                spec["mode"] = "0%o" % spec["mode"]
-            module_files.append(spec)
+            module_files.append(_octal_mode(spec))
         result.update(self._execute_module(module_name="managed_files",
                                            module_args={"directories": module_directories, "files": module_files},
                                            task_vars=task_vars))
