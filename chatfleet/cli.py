@@ -1,6 +1,6 @@
 """chatfleet: run the project's playbooks on a fleet through ansible-runner, with checks first and a report.
 
-  python -m chatfleet site|rollout|status|check|uninstall -i INVENTORY [--limit PATTERN] [options]
+  python -m chatfleet site|rollout|status|check|uninstall|backup|restore -i INVENTORY [--limit PATTERN] [options]
 
 Before anything runs, the tool checks the inventory, the --limit (empty, or naming no group or host),
 the rollout batches (a first batch of every GPU node needs --allow-all-at-once) and the vault password;
@@ -33,6 +33,8 @@ PLAYBOOKS = {
     "status": "playbooks/status.yml",
     "check": "site.yml",
     "uninstall": "playbooks/uninstall.yml",
+    "backup": "playbooks/backup.yml",
+    "restore": "playbooks/restore.yml",
 }
 BATCHED = ("site", "rollout", "check")
 
@@ -72,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
         "status": "one table of every node: GPU, driver/CUDA, release, fschat and its patch, models, services, health",
         "check": "check mode with diff over the site: what would change on each host (drift)",
         "uninstall": "stop and remove the services and units (data, models, env and Milvus data kept unless --purge)",
+        "backup": "back up each host's knowledge bases and Milvus data (an archive and manifest per host)",
+        "restore": "restore each host's knowledge bases and Milvus data from one of its backups",
     }
     for name, text in helps.items():
         sub = commands.add_parser(name, help=text, description=text)
@@ -99,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--purge", action="store_true",
                              help="also delete releases, env, models, knowledge bases and Milvus data")
             sub.add_argument("--yes", action="store_true", help="confirm: services go down on every targeted host")
+        if name == "restore":
+            sub.add_argument("--archive", default="latest",
+                             help="the backup of each host: latest (default), a time stamp or a path")
+            sub.add_argument("--yes", action="store_true",
+                             help="confirm: replace the live data (kept as <dir>.pre-restore)")
     return cli
 
 
@@ -128,6 +137,8 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"uninstall stops the services on {len(targets)} host(s) ({', '.join(targets)}): "
                              f"add --yes to confirm")
         extravars.update(uninstall_confirm=True, uninstall_purge=args.purge)
+    if args.command == "restore":
+        extravars.update(restore_archive=args.archive, restore_confirm=args.yes)
     playbook = PLAYBOOKS[args.command]
     if args.command == "rollout" and args.rollback:
         playbook = "playbooks/rollback.yml"

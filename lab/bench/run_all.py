@@ -15,7 +15,9 @@ held for it, with the date and command of the run that measured it):
             the project's settings (ansible.cfg): pipelining off, a fact cache, forks 1
   models    lab/bench/models_pull.py: a model pull against a plain copy of the same bytes
   pip       lab/bench/pip_vs_uv.py: pip against uv for the Chatchat requirement set
-Needs the lab mirror (`make mirror`); scale and settings need a converged lab (cold leaves one).
+  backup    lab/bench/backup_restore.py: chatfleet backup and restore on the lab, its data and with
+            100 000 generated vectors, and how long the writers were down
+Needs the lab mirror (`make mirror`); scale, settings and backup need a converged lab (cold leaves one).
 Every figure of a section comes from the run named under it; nothing is copied between runs.
 """
 from __future__ import annotations
@@ -36,7 +38,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-SECTIONS = ("cold", "noop", "scale", "models", "pip", "settings")
+SECTIONS = ("cold", "noop", "scale", "models", "pip", "settings", "backup")
 # The target of a no-op site.yml over the 2-node lab, over SSH, and the scaling targets (issue 21):
 # the largest node count against one node, with the default batches and in one batch.
 NOOP_TARGET_SECONDS = 60
@@ -340,6 +342,17 @@ def section_pip(runs: int) -> str:
             "constraints, the release's requirements.txt) into fresh venvs from the mirror, uv with "
             f"`--compile-bytecode` as the role runs it; {runs} runs, "
             "alternating order. Details: [bench-pip-vs-uv.md](bench-pip-vs-uv.md).\n\n```\n" + out.strip() + "\n```\n")
+
+
+def section_backup(runs: int) -> str:
+    del runs  # one backup and one restore per data set: the sizes are the point
+    _, out = run([PYTHON, "lab/bench/backup_restore.py", "--vectors", "100000", "--dim", "768"])
+    return ("## Backup and restore\n\n`lab/bench/backup_restore.py --vectors 100000 --dim 768` on the converged lab: "
+            "`chatfleet backup`, then `chatfleet restore --yes`, over both nodes, for the lab's data and again "
+            "with a generated collection of 100 000 768-float vectors in its Milvus (pip method, on lab-l40-1). "
+            "Writers down: from stopping Chatchat's API and Milvus on lab-l40-1 to both answering their health "
+            "URLs again (the copy is `cp -a` beside the backups; the archive is packed after the restart).\n\n"
+            + out.strip() + "\n")
 
 
 def main() -> int:

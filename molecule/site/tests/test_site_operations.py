@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from site_kb import ask_kb
+from site_tool import chatfleet, tool_argv
 from testlib import ROOT, docker_exec, run_playbook, run_role, wait_booted
 
 OPENAI_PORT = {"site-l40-1": 20000, "site-a100-1": 21000}
@@ -32,28 +33,6 @@ def gpu_nodes_in_rollout_order() -> list[str]:
     sys.path.insert(0, str(ROOT))
     from chatfleet.inventory import load_fleet
     return load_fleet(str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)).groups["gpu_nodes"]
-
-
-class ToolRun:
-    def __init__(self, rc: int, output: str, artifacts: Path):
-        self.rc, self.output = rc, output
-        runs = sorted(p for p in artifacts.iterdir() if (p / "report.json").exists()) if artifacts.exists() else []
-        self.report = json.loads((runs[-1] / "report.json").read_text()) if runs else None
-
-    def __repr__(self) -> str:
-        return f"ToolRun(rc={self.rc})\n{self.output[-6000:]}"
-
-
-def tool_argv(tmp_path: Path, command: str, *argv: str) -> list[str]:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return [sys.executable, "-m", "chatfleet", command, "-i", str(inventory),
-            "--artifacts", str(tmp_path / "artifacts"), *argv]
-
-
-def chatfleet(tmp_path: Path, command: str, *argv: str) -> ToolRun:
-    proc = subprocess.run(tool_argv(tmp_path, command, *argv), cwd=ROOT, capture_output=True, text=True,
-                          timeout=1800, check=False)
-    return ToolRun(proc.returncode, proc.stdout + proc.stderr, tmp_path / "artifacts")
 
 
 def chat_tokens(node: str) -> int:

@@ -168,3 +168,13 @@ def test_a_gpu_node_that_only_ran_the_preflight_is_not_run():
                                runner_status="failed", artifacts=Path("/tmp"))
     assert data["failed_hosts"] == ["canary"] and data["not_run"] == ["other"]
     assert data["hosts"]["canary"]["health_before"]["healthy"] is True
+
+
+def test_backup_and_restore_run_their_playbooks_and_restore_passes_the_archive_and_the_confirmation():
+    assert plan("backup", "-i", LAB)["playbook"] == "playbooks/backup.yml"
+    unconfirmed = plan("restore", "-i", LAB)
+    assert unconfirmed["playbook"] == "playbooks/restore.yml"
+    assert unconfirmed["extravars"] == {"restore_archive": "latest", "restore_confirm": False}
+    confirmed = plan("restore", "-i", LAB, "--limit", "a100", "--archive", "20261207T101500Z", "--yes")
+    assert confirmed["targets"] == ["lab-a100-1"]
+    assert confirmed["extravars"] == {"restore_archive": "20261207T101500Z", "restore_confirm": True}
