@@ -2,7 +2,7 @@
 deleted through the real API (its Milvus collection dropped, its database row and documents removed)
 answers again from Milvus after a restore; a restore onto live data without --yes, and a corrupted
 archive, are refused before anything changes; a backup killed mid-way leaves no archive, the API comes
-back, and the next backup clears what it left.
+back, and the next backup clears what it left, is pushed and keeps backup_keep backups.
 
 Runs after test_site.py (file order), which uploaded the lab's document into each GPU node's KB. The
 site's Milvus is the pip method on site-milvus-1; the GPU nodes hold the Chatchat data dirs.
@@ -20,6 +20,20 @@ from testlib import docker_exec
 BACKUP_DIR = "/var/backups/chatfleet"
 MILVUS_NODE = "site-milvus-1"
 DOCUMENT = "chatfleet-lab-facts.csv"
+# Run in the node: SIGKILL the first `cp` (the backup's copy of the data) as soon as it starts.
+KILL_THE_COPY = """
+import os, time
+while True:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() == "cp":
+                    os.kill(int(pid), 9)
+                    raise SystemExit(0)
+        except OSError:
+            pass
+    time.sleep(0.05)
+"""
 
 
 def manifests(node: str) -> list[dict]:
@@ -110,11 +124,9 @@ def test_a_corrupted_archive_is_refused_naming_it_and_the_live_data_stays(tmp_pa
 def test_a_backup_killed_mid_way_leaves_no_archive_and_the_api_comes_back(tmp_path, first_backup):
     node = "site-l40-1"
     backups_before = [m["stamp"] for m in manifests(node)]
-    # Enough data that the copy runs for a while, and a killer in the node that SIGKILLs the copy
-    # as soon as it starts.
+    # Enough data that the copy runs for a while, and a killer in the node.
     docker_exec(node, "sh", "-c", "head -c 300000000 /dev/urandom > /var/lib/chatchat/fault-ballast.bin")
-    docker_exec(node, "systemd-run", "--unit", "kill-backup-copy", "--collect", "sh", "-c",
-                "until pkill -9 -x cp; do sleep 0.05; done")
+    docker_exec(node, "systemd-run", "--unit", "kill-backup-copy", "--collect", "python3", "-c", KILL_THE_COPY)
     try:
         killed = chatfleet(tmp_path / "killed", "backup", "--limit", node)
     finally:
@@ -122,7 +134,7 @@ def test_a_backup_killed_mid_way_leaves_no_archive_and_the_api_comes_back(tmp_pa
         docker_exec(node, "rm", "-f", "/var/lib/chatchat/fault-ballast.bin")
     assert killed.rc != 0, killed
     failure = " ".join(f["msg"] for f in killed.report["hosts"][node]["failures"])
-    assert "copying /var/lib/chatchat into" in failure, failure
+    assert "copying /var/lib/chatchat into" in failure and "killed by signal 9" in failure, failure
     assert [m["stamp"] for m in manifests(node)] == backups_before
     left = docker_exec(node, "sh", "-c", f"ls -a {BACKUP_DIR}").stdout.split()
     assert not [name for name in left if name.endswith(".tar.gz") and name[len(node) + 1:-7] not in backups_before], left
@@ -130,9 +142,14 @@ def test_a_backup_killed_mid_way_leaves_no_archive_and_the_api_comes_back(tmp_pa
     # The API was started again in the same run, and answers from the knowledge base.
     assert docker_exec(node, "systemctl", "is-active", "chatchat-api").stdout.strip() == "active"
     assert ask_kb(node, "--ask-only")["cited"] == [DOCUMENT]
-    # The next backup removes what the killed one left and completes.
-    again = chatfleet(tmp_path / "again", "backup", "--limit", node)
+    # The next backup removes what the killed one left, completes, and is pushed (rsync, here to a
+    # directory of the node) and pruned to backup_keep.
+    again = chatfleet(tmp_path / "again", "backup", "--limit", node, "-e", "backup_push_dest=/var/backups/offsite/",
+                      "-e", "backup_keep=1")
     assert again.rc == 0, again
     left = docker_exec(node, "sh", "-c", f"ls -a {BACKUP_DIR}").stdout.split()
     assert not any(name.startswith(".work-") or name.endswith(".partial") for name in left), left
-    assert len(manifests(node)) == len(backups_before) + 1
+    newest = manifests(node)
+    assert len(newest) == 1 and newest[0]["stamp"] not in backups_before, newest
+    pushed = docker_exec(node, "ls", "/var/backups/offsite").stdout.split()
+    assert pushed == [f"{node}-{newest[0]['stamp']}.manifest.json", f"{node}-{newest[0]['stamp']}.tar.gz"], pushed

@@ -120,7 +120,9 @@ def snapshot(backup_dir: str, host: str, stamp: str, sources: Dict[str, str]) ->
             copy = subprocess.run(["cp", "-a", "--reflink=auto", "--", source, str(work / component)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
             if copy.returncode != 0:
-                raise BackupError(f"copying {source} into {work} on {host} failed: {copy.stderr.strip()[-500:]}")
+                why = f"killed by signal {-copy.returncode}" if copy.returncode < 0 else copy.stderr.strip()[-500:]
+                raise BackupError(f"copying {source} into {work} on {host} failed ({why}); the writers start again "
+                                  f"and the next backup removes the partial copy")
         return {"seconds": round(time.monotonic() - started, 3), "bytes": tree_size(work),
                 "removed_leftovers": removed}
 
