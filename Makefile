@@ -31,7 +31,7 @@ SCENARIOS_LONGEST_FIRST := molecule/site roles/chatchat_services roles/chatchat 
 PROOF_MINIMUMS := bad_input=26 fault=18 idempotence=14 check_mode=13 security=22
 
 .PHONY: help host venv image mirror mirror-down lab lab-down lab-nodes lab-summary \
-        test lint unit mirror-tests molecule molecule-roles molecule-site molecule-lanes bench docs
+        test lint unit mirror-tests molecule molecule-roles molecule-site molecule-lanes bench docs collection
 
 help:
 	@echo "make lab        bring up the lab (mirror + systemd nodes) and run site.yml against it"
@@ -40,6 +40,7 @@ help:
 	@echo "make molecule ROLE=<role> [CMD=test]   one role's molecule scenario"
 	@echo "make bench      every benchmark, written to docs/BENCHMARKS.md (BENCH_RUNS=3, BENCH_ONLY=...)"
 	@echo "make docs       the roles' README variables tables, from their meta/argument_specs.yml"
+	@echo "make collection dist/chatfleet-chatchat-<version>.tar.gz, the roles, plugins and playbooks as a collection"
 
 host:
 	$(LABCTL) host
@@ -47,7 +48,7 @@ host:
 # --no-compile: Python compiles each module the tools import when it first imports it, instead of
 # every installed module up front (most are never imported).
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements-dev.txt $(wildcard lab/requirements-mirror.txt)
+$(VENV)/.installed: requirements-dev.txt pyproject.toml $(wildcard lab/requirements-mirror.txt)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade "pip>=24"
 	$(VENV)/bin/pip install -q --no-compile -r requirements-dev.txt $(if $(wildcard lab/requirements-mirror.txt),-r lab/requirements-mirror.txt)
@@ -109,6 +110,11 @@ molecule-lanes: mirror
 docs: venv
 	$(VENV)/bin/python tools/role_readme.py
 
+# The roles, plugins and playbooks as the chatfleet.chatchat collection, for controllers without git
+# (tools/build_collection.py; README "Controllers without git, AWX and execution environments").
+collection: venv
+	$(VENV)/bin/python tools/build_collection.py --out dist
+
 # Every benchmark in one run, written to docs/BENCHMARKS.md (lab/bench/run_all.py); rebuilds the lab.
 BENCH_RUNS ?= 3
 BENCH_ONLY ?= cold,noop,scale,models,pip,settings
@@ -116,10 +122,10 @@ BENCH_SCALE ?= 1,2,4,8
 bench: mirror
 	$(VENV)/bin/python lab/bench/run_all.py --runs $(BENCH_RUNS) --only $(BENCH_ONLY) --scale $(BENCH_SCALE)
 
-# The checks that need no node first, side by side (lint, the unit tests, the mirror and its tests;
-# each one's output kept together), then the scenarios; the mirror is stopped at the end (`make lab`
+# The host's packages first (the unit tests use tmux), then the checks that need no node, side by side
+# (lint, the unit tests, the mirror and its tests; each one's output kept together), then the scenarios; the mirror is stopped at the end (`make lab`
 # brings it back in a second).
-test: venv
+test: venv host
 	$(MAKE) --jobs 3 --output-sync=target lint unit mirror-tests
 	$(MAKE) molecule-lanes
 	$(MIRROR) stop

@@ -131,7 +131,7 @@ class ActionModule(ActionBase):
             spec = dict(defaults, dest=entry["dest"], content_b64=to_text(base64.b64encode(content)))
             spec.update({key: entry[key] for key in ("owner", "group", "mode", "validate", "diff") if key in entry})
             module_files.append(_octal_mode(spec))
-        result.update(self._execute_module(module_name="managed_files",
+        result.update(self._execute_module(module_name=self._task.action,
                                            module_args={"directories": module_directories, "files": module_files},
                                            task_vars=task_vars))
         return result

@@ -1,6 +1,6 @@
 """chatfleet: run the project's playbooks on a fleet through ansible-runner, with checks first and a report.
 
-  python -m chatfleet site|rollout|status|check|uninstall|backup|restore -i INVENTORY [--limit PATTERN] [options]
+  chatfleet site|rollout|status|check|uninstall|backup|restore -i INVENTORY [--limit PATTERN] [options]
 
 Before anything runs, the tool checks the inventory, the --limit (empty, or naming no group or host),
 the rollout batches (a first batch of every GPU node needs --allow-all-at-once) and the vault password;
@@ -12,6 +12,7 @@ directory, next to ansible-runner's own artifacts, and exits 1 when any host fai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -21,12 +22,16 @@ from typing import Any
 
 import yaml
 
-from . import report
-from .inventory import ROOT, UsageError, batches, check_vault, load_fleet
+from . import __version__, project, report
+from .inventory import UsageError, batches, check_vault, load_fleet
+from .live import LiveView
 
-# The GPU plays' batches when no --serial is given (`serial: "{{ rollout_serial | default(fleet_default_serial) }}"`):
-# read from the playbooks' own defaults, so that the tool plans the batches Ansible will run.
-DEFAULT_SERIAL: list[Any] = yaml.safe_load((ROOT / "playbooks" / "vars" / "fleet.yml").read_text())["fleet_default_serial"]
+
+def default_serial() -> list[Any]:
+    """The GPU plays' batches when no --serial is given (`serial: "{{ rollout_serial | default(fleet_default_serial) }}"`):
+    read from the playbooks' own defaults, so that the tool plans the batches Ansible will run."""
+    return yaml.safe_load((project.root() / "playbooks" / "vars" / "fleet.yml").read_text())["fleet_default_serial"]
+
 PLAYBOOKS = {
     "site": "site.yml",
     "rollout": "playbooks/rollout.yml",
@@ -65,8 +70,9 @@ def _extra_var(text: str) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="python -m chatfleet", description=__doc__.split("\n\n")[0],
+    cli = argparse.ArgumentParser(prog="chatfleet", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_argument("--version", action="version", version=f"chatfleet {__version__}")
     commands = cli.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {
         "site": "converge the whole site (site.yml), GPU nodes in batches behind health gates",
@@ -86,11 +92,17 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--vault-password-file", help="needed when the inventory holds vault-encrypted data")
         sub.add_argument("--forks", type=int, help="parallel hosts (ansible.cfg's forks otherwise)")
         sub.add_argument("--tags", help="run only these tags (for example chatchat_services)")
-        sub.add_argument("--artifacts", type=Path, default=ROOT / "artifacts",
-                         help="where each run's directory (report.json, report.md, runner artifacts) goes")
+        sub.add_argument("--artifacts", type=Path,
+                         help="where each run's directory (report.json, report.md, runner artifacts) goes "
+                              "(default: artifacts/ in the project)")
+        sub.add_argument("--project-dir",
+                         help="the project checkout whose playbooks run (default: $CHATFLEET_ROOT, the current "
+                              "directory or a parent of it, or the checkout the tool is installed from)")
         sub.add_argument("-v", "--verbose", action="store_true", help="print every task result, not only changes")
+        sub.add_argument("--no-live", action="store_true",
+                         help="print a line per changed or failed result even on a terminal (no live view)")
         if name in BATCHED:
-            sub.add_argument("--serial", type=_serial, default=DEFAULT_SERIAL,
+            sub.add_argument("--serial", type=_serial,
                              help="GPU node batch sizes, e.g. 1,25%% (default: a canary of 1, then 25%%)")
             sub.add_argument("--max-fail-percentage", type=int, default=0,
                              help="failed hosts a batch may have before the rollout stops (default 0)")
@@ -129,6 +141,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.command in BATCHED:
         if not 0 <= args.max_fail_percentage <= 100:
             raise UsageError("--max-fail-percentage must be from 0 to 100")
+        args.serial = args.serial or default_serial()
         planned = batches(fleet, targets, args.serial, args.allow_all_at_once)
         extravars.update(rollout_serial=args.serial, rollout_max_fail_percentage=args.max_fail_percentage,
                          rollout_allow_all_at_once=args.allow_all_at_once)
@@ -157,20 +170,23 @@ def run(args: argparse.Namespace, decided: dict[str, Any]) -> int:
     import ansible_runner
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    run_dir = (args.artifacts / f"{stamp}-{args.command}").resolve()
+    root = project.root()
+    run_dir = ((args.artifacts or root / "artifacts") / f"{stamp}-{args.command}").resolve()
     (run_dir / "runner").mkdir(parents=True)
     recorder = report.RunRecorder(verbose=args.verbose)
-    playbook = str(ROOT / decided["playbook"])
     print(f"chatfleet {args.command}: {decided['playbook']} on {len(decided['targets'])} host(s)"
           + (f", GPU node batches {decided['batches']}" if decided["batches"] else ""), flush=True)
-    result = ansible_runner.run(
-        private_data_dir=str(run_dir / "runner"), project_dir=str(ROOT), playbook=playbook,
-        inventory=str(Path(args.inventory).resolve()), limit=args.limit, extravars=decided["extravars"],
-        forks=args.forks, tags=args.tags, cmdline=" ".join(decided["cmdline"]) or None,
-        # The ansible-playbook of the Python that runs the tool (the project's venv) comes first.
-        envvars={"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-                 "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "false"},
-        event_handler=recorder, quiet=True)
+    if sys.stdout.isatty() and not (args.no_live or args.verbose):
+        recorder.view = LiveView(f"chatfleet {args.command}")
+    with recorder.view or contextlib.nullcontext():
+        result = ansible_runner.run(
+            private_data_dir=str(run_dir / "runner"), project_dir=str(root), playbook=str(root / decided["playbook"]),
+            inventory=str(Path(args.inventory).resolve()), limit=args.limit, extravars=decided["extravars"],
+            forks=args.forks, tags=args.tags, cmdline=" ".join(decided["cmdline"]) or None,
+            # The ansible-playbook of the Python that runs the tool (the project's venv) comes first.
+            envvars={"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                     "ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "false"},
+            event_handler=recorder, quiet=True)
     data = report.build_report(recorder, command=args.command, playbook=decided["playbook"],
                                inventory=args.inventory, limit=args.limit, targets=decided["targets"],
                                batches=decided["batches"], rc=result.rc, runner_status=result.status,
@@ -190,8 +206,14 @@ def run(args: argparse.Namespace, decided: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        project.use(project.find(args.project_dir))
         decided = plan(args)
-    except UsageError as error:
+    except (UsageError, project.ProjectNotFound) as error:
         print(f"chatfleet {args.command}: {error}. Nothing was run.", file=sys.stderr)
         return 2
     return run(args, decided)
+
+
+def entry_point() -> None:
+    """The `chatfleet` command (pyproject.toml's console script)."""
+    sys.exit(main())

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import project
+
 VAULT_MARKERS = ("$ANSIBLE_VAULT;", "!vault")
 _LIMIT_SPLIT = re.compile(r"[:,]")
 
@@ -23,7 +24,7 @@ class UsageError(Exception):
 
 
 def _load_filter(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "filter_plugins" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, project.root() / "filter_plugins" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -83,6 +83,8 @@ class RunRecorder:
         self.hosts: dict[str, HostRecord] = {}
         self.plays: list[str] = []
         self.displays: list[str] = []
+        # A live view (chatfleet/live.py) on a terminal, which then replaces the per-result lines.
+        self.view: Any = None
         self.started: datetime | None = None
         self.ended: datetime | None = None
 
@@ -98,7 +100,10 @@ class RunRecorder:
             self.ended = when
         if kind == "playbook_on_play_start":
             self.plays.append(data.get("play", ""))
-            self._print(f"== {data.get('play', '')}")
+            if self.view:
+                self.view.play_started(data.get("play", ""))
+            else:
+                self._print(f"== {data.get('play', '')}")
             return
         host = data.get("host")
         if not host or not (kind in RESULT_EVENTS or kind == "runner_on_start"):
@@ -109,6 +114,8 @@ class RunRecorder:
             record.last = when
         if kind == "runner_on_start":
             record.task = _task_label(data)
+            if self.view:
+                self.view.task_started(host, record.task)
             return
         res = data.get("res") or {}
         outcome = RESULT_EVENTS[kind]
@@ -131,7 +138,10 @@ class RunRecorder:
             self.displays.append("\n".join(map(str, facts[DISPLAY_FACT])))
         if isinstance(facts.get(HEALTH_FACT), dict):
             record.health[facts[HEALTH_FACT].get("stage", "now")] = facts[HEALTH_FACT]
-        if outcome != "ok" and outcome != "skipped" or self.verbose:
+        if self.view:
+            self.view.result(host, outcome, _task_label(data),
+                             record.failures[-1]["msg"] if outcome in ("failed", "unreachable") else "")
+        elif outcome != "ok" and outcome != "skipped" or self.verbose:
             self._print(f"  {host:<24} {outcome:<11} {record.task}"
                         f"{'  ' + record.failures[-1]['msg'] if outcome in ('failed', 'unreachable') else ''}"
                         f"   [ok={record.ok} changed={record.changed} failed={record.failed}]")

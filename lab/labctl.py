@@ -41,7 +41,9 @@ HOST_PACKAGES = ["docker.io", "debootstrap", "git", "git-lfs", "nginx-light", "a
                  "docker-compose",
                  # Headless Chromium renders the nodes' real WebUI (lab/webui_check.py), with a CJK font
                  # for its Chinese page in the screenshots.
-                 "chromium", "fonts-wqy-microhei"]
+                 "chromium", "fonts-wqy-microhei",
+                 # A real terminal for the chatfleet tool's live view test (tests/unit/chatfleet/test_live_view.py).
+                 "tmux"]
 # Packages baked into the base image: what a freshly installed node has, plus systemd. A node is
 # reached over SSH as a fleet is (lab/tasks/create_node.yml gives each node's sshd a loopback port).
 IMAGE_PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-apt", "sudo", "dbus", "iproute2", "ca-certificates",

@@ -1,5 +1,5 @@
-"""The chatfleet tool as the site's tests run it (python -m chatfleet through ansible-runner, against
-the scenario's inventory), with its exit code, output and report.json."""
+"""The chatfleet tool as the site's tests run it (the venv's installed `chatfleet` command, through
+ansible-runner, against the scenario's inventory), with its exit code, output and report.json."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,7 @@ class ToolRun:
 
 def tool_argv(tmp_path: Path, command: str, *argv: str) -> list[str]:
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return [sys.executable, "-m", "chatfleet", command, "-i", str(inventory),
+    return [str(Path(sys.executable).parent / "chatfleet"), command, "-i", str(inventory),
             "--artifacts", str(tmp_path / "artifacts"), *argv]
 
 

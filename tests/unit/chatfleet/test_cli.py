@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from chatfleet import cli, report
-from chatfleet.inventory import ROOT, UsageError, load_fleet
+from chatfleet.inventory import UsageError, load_fleet
 
+ROOT = Path(__file__).resolve().parents[3]
 LAB = str(ROOT / "inventories" / "lab")
 PROD = str(ROOT / "inventories" / "prod")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -87,7 +88,7 @@ def test_default_plan_is_a_canary_then_batches_and_passes_the_settings_on():
 
 
 def test_the_default_serial_is_the_playbooks_default():
-    assert cli.DEFAULT_SERIAL == [1, "25%"]
+    assert cli.default_serial() == [1, "25%"]
     for playbook, index in (("gpu_nodes.yml", 0), ("rollback.yml", 1)):
         play = yaml.safe_load((ROOT / "playbooks" / playbook).read_text())[index]
         assert "vars/fleet.yml" in play["vars_files"], playbook
@@ -178,3 +179,28 @@ def test_backup_and_restore_run_their_playbooks_and_restore_passes_the_archive_a
     confirmed = plan("restore", "-i", LAB, "--limit", "a100", "--archive", "20261207T101500Z", "--yes")
     assert confirmed["targets"] == ["lab-a100-1"]
     assert confirmed["extravars"] == {"restore_archive": "20261207T101500Z", "restore_confirm": True}
+
+
+def test_version_is_the_packages(capsys):
+    from chatfleet import __version__
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"chatfleet {__version__}"
+
+
+def test_the_project_is_found_from_the_option_the_environment_or_the_working_directory(tmp_path, monkeypatch):
+    from chatfleet import project
+    monkeypatch.delenv("CHATFLEET_ROOT", raising=False)
+    monkeypatch.chdir(ROOT / "roles" / "backup")
+    assert project.find() == ROOT
+    monkeypatch.setenv("CHATFLEET_ROOT", str(tmp_path))
+    with pytest.raises(project.ProjectNotFound, match=rf"CHATFLEET_ROOT={tmp_path} is not a chatfleet project"):
+        project.find()
+    assert project.find(str(ROOT)) == ROOT
+
+
+def test_outside_a_project_the_tool_says_where_to_point_it_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CHATFLEET_ROOT", raising=False)
+    assert cli.main(["status", "-i", LAB, "--project-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--project-dir {tmp_path} is not a chatfleet project" in err and "Nothing was run" in err
