@@ -57,7 +57,7 @@ def sh(*argv: str, stdin: str | None = None) -> str:
 
 def tool(*argv: str) -> tuple[float, str]:
     started = time.monotonic()
-    out = sh(sys.executable, "-m", "chatfleet", *argv, "-i", "inventories/lab", "--artifacts", "/tmp/bench-backup")
+    out = sh(str(Path(sys.executable).parent / "chatfleet"), *argv, "-i", "inventories/lab", "--artifacts", "/tmp/bench-backup")
     return time.monotonic() - started, out
 
 

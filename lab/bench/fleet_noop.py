@@ -5,7 +5,7 @@
 Needs a converged lab (`make lab`). Each run times, in an order that alternates between runs:
   plain-1   ansible-playbook -i INV site.yml --limit <first GPU node>
   plain-2   ansible-playbook -i INV site.yml                    (every node)
-  tool-2    python -m chatfleet site -i INV                     (the same run through ansible-runner)
+  tool-2    chatfleet site -i INV                               (the same run through ansible-runner)
 Every run must report changed=0 (plain) or a successful report with no change (tool), or the
 bench stops. Prints a Markdown table of the median, min and max wall seconds, and the ratios.
 """
@@ -47,7 +47,7 @@ def measures(inventory: str, first_node: str, artifacts: Path) -> dict:
         return measure
 
     def tool() -> float:
-        seconds, _ = timed([sys.executable, "-m", "chatfleet", "site", "-i", inventory, "--artifacts", str(artifacts)])
+        seconds, _ = timed([str(Path(sys.executable).parent / "chatfleet"), "site", "-i", inventory, "--artifacts", str(artifacts)])
         report = json.loads((sorted(artifacts.iterdir())[-1] / "report.json").read_text())
         if report["result"] != "successful" or any(h["changed"] for h in report["hosts"].values()):
             sys.exit(f"not a no-op: {report['hosts']}")

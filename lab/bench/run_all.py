@@ -229,7 +229,7 @@ def section_scale(runs: int, counts: list[int]) -> str:
 
     def tool(count: int) -> float:
         artifacts = ROOT / ".cache" / "bench-tool-artifacts"
-        seconds, _ = run([PYTHON, "-m", "chatfleet", "site", "-i", str(inventory), "--limit",
+        seconds, _ = run([str(Path(PYTHON).parent / "chatfleet"), "site", "-i", str(inventory), "--limit",
                           ",".join(order[:count]), "--artifacts", str(artifacts)])
         report = json.loads((sorted(p for p in artifacts.iterdir() if (p / "report.json").exists())[-1]
                              / "report.json").read_text())
