@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from site_kb import ask_kb
-from site_tool import chatfleet, tool_argv
+from site_tool import ToolRun, chatfleet, tool_argv
 from testlib import ROOT, docker_exec, run_playbook, run_role, wait_booted
 
 OPENAI_PORT = {"site-l40-1": 20000, "site-a100-1": 21000}
