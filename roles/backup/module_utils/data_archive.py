@@ -78,13 +78,17 @@ class _Lock:
         self.handle.close()
 
 
-def leftovers(backup_dir: str, host: str) -> List[Path]:
-    """What killed runs of this host left: partial files and working copies."""
+def _named(backup_dir: str, pattern: str) -> List[Path]:
+    """The entries of the backup directory whose whole name matches `pattern`, sorted."""
     root = Path(backup_dir)
     if not root.is_dir():
         return []
-    pattern = re.compile(rf"(\.work-{re.escape(host)}-{STAMP}|{re.escape(host)}-{STAMP}\..*\.partial)")
-    return sorted(p for p in root.iterdir() if pattern.fullmatch(p.name))
+    return sorted(p for p in root.iterdir() if re.fullmatch(pattern, p.name))
+
+
+def leftovers(backup_dir: str, host: str) -> List[Path]:
+    """What killed runs of this host left: partial files and working copies."""
+    return _named(backup_dir, rf"(\.work-{re.escape(host)}-{STAMP}|{re.escape(host)}-{STAMP}\..*\.partial)")
 
 
 def _remove(path: Path) -> None:
@@ -207,11 +211,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def complete_backups(backup_dir: str, host: str) -> List[Path]:
     """This host's whole backups (those with a manifest), oldest first (the stamps sort by time)."""
-    root = Path(backup_dir)
-    if not root.is_dir():
-        return []
-    pattern = re.compile(rf"{re.escape(host)}-{STAMP}{re.escape(MANIFEST_SUFFIX)}")
-    return sorted(p for p in root.iterdir() if pattern.fullmatch(p.name))
+    return _named(backup_dir, rf"{re.escape(host)}-{STAMP}{re.escape(MANIFEST_SUFFIX)}")
 
 
 def prune(backup_dir: str, host: str, keep: int) -> List[str]:
